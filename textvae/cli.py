@@ -1,0 +1,350 @@
+"""The `textvae` command line: the only module that prints.
+
+A user's mistake ends in one red line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import __version__
+from .checkpoint import CheckpointError
+from .data import DataError
+
+err = Console(stderr=True, highlight=False)
+LAST_RUN_FILE = ".textvae-last"
+
+
+class UserError(Exception):
+    """A mistake the user can fix; its message is all they need to see."""
+
+
+def fail(message: str, code: int = 1):
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True)
+    sys.exit(code)
+
+
+class Group(click.Group):
+    """Turns every expected failure into one line on stderr."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                              standalone_mode=False, **extra)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            ctx_hint = ""
+            if isinstance(e, click.UsageError) and e.ctx is not None:
+                ctx_hint = f" (see '{e.ctx.command_path} --help')"
+            fail(_plain(e.format_message()) + ctx_hint, e.exit_code)
+        except click.exceptions.Abort:
+            fail("aborted", 130)
+        except (UserError, DataError, CheckpointError) as e:
+            fail(_plain(str(e)))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except MemoryError:
+            fail("out of memory: try a smaller --batch-size or model")
+        if isinstance(rv, int):
+            sys.exit(rv)
+        sys.exit(0)
+
+
+def _plain(text: str) -> str:
+    """Escape rich markup and fold to one line."""
+    from rich.markup import escape
+    return escape(" ".join(text.split()))
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="textvae")
+def cli():
+    """textvae: learn, sample and explore short text with a character-level VAE.
+
+    \b
+    textvae train reviews.txt          train on one item per line
+    textvae generate -n 50             50 new items from the last trained model
+    textvae interpolate "a" "b"        decode the line between two items' codes
+    """
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _model_path(model: str | None) -> Path:
+    """--model, or the run that the last `textvae train` in this directory wrote."""
+    if model:
+        return Path(model)
+    marker = Path(LAST_RUN_FILE)
+    if marker.is_file():
+        path = Path(marker.read_text(encoding="utf-8").strip())
+        if path.exists():
+            err.print(f"using model [bold]{_plain(str(path))}[/] (the last `textvae train` here; --model to choose)")
+            return path
+    raise UserError("no model given and none trained here: run `textvae train FILE` first, or pass --model PATH")
+
+
+def _load(model: str | None):
+    from .api import load
+    return load(_model_path(model))
+
+
+def _check_texts(m, texts) -> None:
+    for t in texts:
+        if not t.strip():
+            raise UserError("empty text: give at least one character")
+    unknown = m.unknown_chars(texts)
+    if unknown:
+        shown = " ".join(repr(c) for c in sorted(unknown)[:10])
+        err.print(f"[yellow]warning:[/] characters the model never saw map to <unk>: {_plain(shown)}")
+
+
+@contextmanager
+def _graceful_stop():
+    """First Ctrl-C (or SIGTERM) asks training to stop after the current step and save; a second one aborts."""
+    stop = threading.Event()
+    old = {}
+
+    def handler(signum, frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        err.print("\n[yellow]stopping: finishing this step and saving a checkpoint (Ctrl-C again to abort)[/]")
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+# ---------------------------------------------------------------------------- train
+
+@cli.command()
+@click.argument("corpus")
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory [default: runs/<corpus name>].")
+@click.option("--valid", "valid_path", help="Validation file [default: 5% of CORPUS, chosen by a hash of each item].")
+@click.option("--unit", type=click.Choice(["line", "word"]), default="line", show_default=True,
+              help="An item is a whole line, or each whitespace-separated word.")
+@click.option("--column", help="Text column of a CSV/TSV/JSONL/Parquet file or dataset [default: 'text' or the only column].")
+@click.option("--max-len", type=click.IntRange(1), default=256, show_default=True,
+              help="Skip items longer than this many characters.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the corpus.")
+@click.option("--errors", type=click.Choice(["strict", "replace", "ignore"]), default="strict", show_default=True,
+              help="What to do with bytes that are not valid in --encoding.")
+@click.option("--cell", type=click.Choice(["gru", "lstm"]), default="gru", show_default=True, help="Recurrent unit.")
+@click.option("--embed-dim", type=click.IntRange(1, 65536), default=64, show_default=True, help="Character embedding size.")
+@click.option("--hidden-dim", type=click.IntRange(1, 65536), default=256, show_default=True, help="RNN state size.")
+@click.option("--latent-dim", type=click.IntRange(1, 65536), default=32, show_default=True, help="Size of the code z.")
+@click.option("--layers", type=click.IntRange(1, 16), default=1, show_default=True, help="Stacked RNN layers.")
+@click.option("--bidirectional/--unidirectional", default=True, show_default=True, help="Encoder direction.")
+@click.option("--z-every-step/--z-initial-only", default=True, show_default=True,
+              help="Feed z to the decoder at every step, or only through its initial state (plain Bowman).")
+@click.option("--lm", is_flag=True, help="Train a plain character language model (no latent code), as a baseline.")
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True, help="Passes over the training items.")
+@click.option("--steps", type=click.IntRange(1), help="Stop after this many optimiser steps instead.")
+@click.option("--minutes", type=click.FloatRange(0, min_open=True), help="Stop (and save) after this much time.")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Items per step.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True, help="Adam learning rate.")
+@click.option("--kl-schedule", type=click.Choice(["constant", "linear", "logistic", "cyclical"]), default="linear",
+              show_default=True, help="KL annealing (Bowman et al. 2016; cyclical: Fu et al. 2019).")
+@click.option("--kl-warmup", type=click.IntRange(1), default=2000, show_default=True,
+              help="Steps for beta to reach its maximum (steps per cycle when cyclical).")
+@click.option("--beta", type=click.FloatRange(0), default=1.0, show_default=True, help="Final weight of the KL term.")
+@click.option("--free-bits", type=click.FloatRange(0), default=0.5, show_default=True,
+              help="Nats per latent dimension that cost nothing (Kingma et al. 2016); 0 turns it off.")
+@click.option("--word-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True,
+              help="Chance of hiding each decoder input character (Bowman et al. 2016).")
+@click.option("--clip", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True, help="Gradient-norm clipping.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for all randomness.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
+@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
+@click.option("--force", is_flag=True, help="Replace a run already in the output directory.")
+def train(corpus, out, valid_path, unit, column, max_len, encoding, errors, cell, embed_dim, hidden_dim, latent_dim,
+          layers, bidirectional, z_every_step, lm, epochs, steps, minutes, batch_size, lr, kl_schedule, kl_warmup, beta,
+          free_bits, word_dropout, clip, seed, device, amp, force):
+    """Train a VAE on CORPUS: a UTF-8 text file (one item per line), a CSV/TSV/JSONL/Parquet file with
+    --column, a folder holding train.txt (and valid.txt), or hf:NAME[:CONFIG] for a Hugging Face dataset."""
+    import torch
+
+    from .data import EncodedItems, read_corpus, resolve_corpus, split_valid
+    from .model import ModelConfig, TextVAE
+    from .tokenizer import CharTokenizer
+    from .train import TrainConfig, TrainingError, pick_device
+    from .train import train as run_training
+
+    source, folder_valid = resolve_corpus(corpus)
+    valid_path = valid_path or folder_valid
+    data = read_corpus(source, unit=unit, column=column, max_len=max_len, encoding=encoding, errors=errors)
+    name = data.name
+    out_dir = Path(out) if out else Path("runs") / name
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a directory")
+    holds_run = out_dir.is_dir() and any((out_dir / f).exists() for f in ("last.safetensors", "best.safetensors", "run.json"))
+    if holds_run and not force:
+        raise UserError(f"{out_dir} already holds a run: pass --force to replace it, or --out DIR")
+    try:
+        torch_device = pick_device(device)
+    except TrainingError as e:
+        raise UserError(str(e)) from None
+
+    if valid_path:
+        valid_corpus = read_corpus(valid_path, unit=unit, column=column, max_len=max_len, encoding=encoding, errors=errors)
+        train_items, valid_items = data.items, valid_corpus.items
+    else:
+        train_items, valid_items = split_valid(data.items)
+    skipped = []
+    if data.skipped_long:
+        skipped.append(f"{data.skipped_long:,} longer than --max-len {max_len}")
+    if data.skipped_blank:
+        skipped.append(f"{data.skipped_blank:,} blank")
+    err.print(f"corpus [bold]{_plain(name)}[/]: {len(train_items):,} training and {len(valid_items):,} validation "
+              f"{'words' if unit == 'word' else 'items'}" + (f" (skipped {', '.join(skipped)})" if skipped else ""))
+
+    tokenizer = CharTokenizer.fit(train_items)
+    model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=hidden_dim,
+                            latent_dim=latent_dim, num_layers=layers, bidirectional=bidirectional,
+                            z_every_step=z_every_step, lm=lm)
+    cfg = TrainConfig(epochs=epochs, max_steps=steps, max_minutes=minutes, batch_size=batch_size, lr=lr,
+                      clip=clip, kl_schedule=kl_schedule, kl_warmup=kl_warmup, beta=beta, free_bits=free_bits,
+                      word_dropout=word_dropout, seed=seed, device=device, amp=amp)
+    torch.manual_seed(seed)
+    model = TextVAE(model_cfg)
+    train_data = EncodedItems(train_items, tokenizer)
+    valid_data = EncodedItems(valid_items, tokenizer)
+    info = {"corpus": source, "valid_corpus": valid_path, "unit": unit, "column": column, "max_len": max_len,
+            "longest_item": int(train_data.lengths.max()), "textvae_version": __version__}
+
+    if holds_run:
+        for f in ("best.safetensors", "last.safetensors", "metrics.jsonl", "run.json"):
+            (out_dir / f).unlink(missing_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to {out_dir}: {e.strerror}") from None
+
+    kind = "language model" if lm else "VAE"
+    err.print(f"training a {cell.upper()} {kind} on {torch_device} "
+              f"({sum(p.numel() for p in model.parameters()):,} parameters) into [bold]{_plain(str(out_dir))}[/]")
+    final = _drive_training(run_training, model, tokenizer, train_data, valid_data, cfg, out_dir, info)
+    Path(LAST_RUN_FILE).write_text(str(out_dir.resolve()) + "\n", encoding="utf-8")
+    _summary(final, out_dir)
+
+
+def _drive_training(run_training, *args) -> dict:
+    from .train import TrainingError
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
+                        console=err, transient=False)
+    final: dict = {}
+    with _graceful_stop() as stop, progress:
+        task = None
+        try:
+            for ev in run_training(*args, stop=stop):
+                kind = ev["event"]
+                if kind == "start":
+                    task = progress.add_task("train", total=ev["total_steps"], stats="")
+                elif kind == "step":
+                    if ev["step"] % 5 == 0 or ev["step"] == 1:
+                        progress.update(task, completed=ev["step"], description=f"epoch {ev['epoch']}",
+                                        stats=f"loss {ev['loss']:.2f}  rec {ev['recon']:.2f}  KL {ev['kl']:.2f}  "
+                                              f"β {ev['beta']:.2f}  {ev['chars_per_s'] / 1000:.0f}k char/s")
+                elif kind == "valid":
+                    progress.update(task, completed=ev["step"])
+                    line = (f"epoch {ev['epoch']}: valid -ELBO {ev['nll_elbo']:.3f}/item "
+                            f"({ev['nats_per_char']:.3f} nats/char), rec {ev['recon']:.3f}, KL {ev['kl']:.3f}, "
+                            f"AU {ev['active_units']}")
+                    if "exact" in ev:
+                        line += f", exact {100 * ev['exact']:.1f}%"
+                    progress.console.print(line + ("  [green]best[/]" if ev["best"] else ""))
+                    if ev.get("active_units", 1) == 0 and ev["kl"] < 0.1 and not args[0].config.lm:
+                        progress.console.print("[yellow]warning: the code is unused (posterior collapse): try "
+                                               "--free-bits 0.5, --word-dropout 0.5 or --kl-schedule cyclical[/]")
+                elif kind == "done":
+                    final = ev
+        except TrainingError as e:
+            raise UserError(str(e)) from None
+    return final
+
+
+def _summary(final: dict, out_dir: Path) -> None:
+    best = final.get("best") or {}
+    table = Table(title=f"run {out_dir} ({final.get('reason', '?')} after {final.get('step', 0)} steps, "
+                        f"{final.get('time', 0) / 60:.1f} min)")
+    table.add_column("best validation", style="bold")
+    table.add_column("value", justify="right")
+    rows = [("epoch", "epoch", "{:d}"), ("-ELBO per item (nats)", "nll_elbo", "{:.3f}"),
+            ("  reconstruction", "recon", "{:.3f}"), ("  KL", "kl", "{:.3f}"),
+            ("nats per character", "nats_per_char", "{:.4f}"), ("bits per character", "bits_per_char", "{:.4f}"),
+            ("active units", "active_units", "{:d}"), ("exact reconstruction", "exact", "{:.1%}"),
+            ("character accuracy", "char_accuracy", "{:.1%}")]
+    for label, key, fmt in rows:
+        if key in best:
+            table.add_row(label, fmt.format(best[key]))
+    err.print(table)
+    err.print(f"checkpoints: {out_dir / 'best.safetensors'} (best), {out_dir / 'last.safetensors'} (last)")
+
+
+# ---------------------------------------------------------------------------- generate
+
+@cli.command()
+@click.option("--model", "model_path", help="Checkpoint file or run directory [default: the last one trained here].")
+@click.option("-n", "--num", type=click.IntRange(1), default=10, show_default=True, help="How many items.")
+@click.option("--temperature", "-t", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Sampling temperature; 0 is greedy.")
+@click.option("--greedy", is_flag=True, help="Take the most likely character at every step.")
+@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True, help="Sample among the k best characters (0: all).")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Nucleus sampling: the smallest set of characters with this much probability.")
+@click.option("--seed", type=int, help="Seed: the same seed prints the same items.")
+@click.option("--max-len", type=click.IntRange(1), help="Longest item, in characters [default: from the training data].")
+def generate(model_path, num, temperature, greedy, top_k, top_p, seed, max_len):
+    """Sample new items: codes from the prior, decoded one per line."""
+    m = _load(model_path)
+    for text in m.generate(num, temperature=temperature, greedy=greedy or temperature == 0, top_k=top_k, top_p=top_p,
+                           max_len=max_len, seed=seed):
+        click.echo(text)
+
+
+# ---------------------------------------------------------------------------- interpolate
+
+@cli.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--model", "model_path", help="Checkpoint file or run directory [default: the last one trained here].")
+@click.option("--steps", type=click.IntRange(2), default=7, show_default=True, help="Points on the path, endpoints included.")
+@click.option("--method", type=click.Choice(["lerp", "slerp"]), default="lerp", show_default=True,
+              help="Straight line, or great circle, between the two codes.")
+@click.option("--max-len", type=click.IntRange(1), help="Longest item, in characters.")
+def interpolate(a, b, model_path, steps, method, max_len):
+    """Decode the points between the codes of A and B (Bowman et al. 2016, section 5), one line per step."""
+    m = _load(model_path)
+    _check_texts(m, [a, b])
+    for i, text in enumerate(m.interpolate(a, b, steps=steps, method=method, max_len=max_len)):
+        click.echo(f"{i / (steps - 1):.2f}\t{text}")
+
+
+def main():
+    cli(prog_name="textvae")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""Corpora in, batches out.
+
+Reads one item per line from a text file, a column of a CSV/TSV/JSONL/Parquet file
+or of a Hugging Face dataset (``hf:NAME[:CONFIG]``), optionally splits lines into
+words, and serves length-bucketed batches of token ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .tokenizer import CharTokenizer, pad_batch
+
+TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json", ".parquet"}
+SPLIT_STEMS = {"train", "valid", "validation", "test", "dev", "data"}
+
+
+class DataError(Exception):
+    """A problem with the user's data, worded for the user."""
+
+
+@dataclass
+class Corpus:
+    items: list[str]
+    name: str
+    skipped_blank: int = 0
+    skipped_long: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def corpus_name(source: str) -> str:
+    """A short name for a run directory: the file's stem, or its folder's for train.txt etc."""
+    if source.startswith("hf:"):
+        return source[3:].split(":")[0].replace("/", "_") or "hf"
+    p = Path(source)
+    if p.is_dir():
+        return p.resolve().name
+    stem = p.name.split(".")[0]
+    if stem.lower() in SPLIT_STEMS and p.resolve().parent.name:
+        return p.resolve().parent.name
+    return stem or "corpus"
+
+
+def resolve_corpus(source: str) -> tuple[str, str | None]:
+    """A folder holding train.* (and valid.*) stands for its training and validation files."""
+    p = Path(source)
+    if source.startswith("hf:") or not p.is_dir():
+        return source, None
+    for suffix in (".txt", ".tsv", ".csv", ".jsonl", ".parquet"):
+        train = p / f"train{suffix}"
+        if train.is_file():
+            for vname in ("valid", "validation", "dev"):
+                valid = p / f"{vname}{suffix}"
+                if valid.is_file():
+                    return str(train), str(valid)
+            return str(train), None
+    raise DataError(f"{source} is a directory, not a file (a folder must hold train.txt or similar)")
+
+
+def read_corpus(source: str, unit: str = "line", column: str | None = None,
+                max_len: int | None = None, encoding: str = "utf-8", errors: str = "strict") -> Corpus:
+    """Items of `source`, one per line (or word), blank ones and ones over `max_len` skipped."""
+    if unit not in ("line", "word"):
+        raise DataError(f"unknown unit {unit!r}: use 'line' or 'word'")
+    if source.startswith("hf:"):
+        lines = _read_hub(source[3:], column)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise DataError(f"file not found: {source}")
+        if path.is_dir():
+            raise DataError(f"{source} is a directory, not a file")
+        suffix = path.suffix.lower()
+        if suffix in TABLE_SUFFIXES:
+            lines = _read_table(path, suffix, column, encoding, errors)
+        else:
+            if column is not None:
+                raise DataError(f"--column applies to CSV/TSV/JSONL/Parquet files, not to {path.name}")
+            lines = _read_lines(path, encoding, errors)
+    corpus = Corpus(items=[], name=corpus_name(source))
+    for line in lines:
+        if line is None:
+            corpus.skipped_blank += 1
+            continue
+        text = " ".join(line.split()) if unit == "line" else None
+        pieces = [text] if unit == "line" else line.split()
+        if unit == "line" and not text:
+            corpus.skipped_blank += 1
+            continue
+        for item in pieces:
+            if max_len is not None and len(item) > max_len:
+                corpus.skipped_long += 1
+            else:
+                corpus.items.append(item)
+    if not corpus.items:
+        why = f" ({corpus.skipped_long} longer than --max-len {max_len})" if corpus.skipped_long else ""
+        raise DataError(f"no items to read in {source}{why}")
+    return corpus
+
+
+def _decode_bytes(data: bytes, path: Path, encoding: str, errors: str) -> str:
+    if b"\x00" in data[:65536] and encoding.lower().replace("-", "") in ("utf8", "utf_8"):
+        raise DataError(f"{path} looks like a binary file (it holds NUL bytes), not UTF-8 text")
+    try:
+        text = data.decode(encoding, errors)
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(f"{path} is not {encoding} text: bad byte at line {line} "
+                        f"(try --encoding latin-1 or --errors replace)") from None
+    except LookupError:
+        raise DataError(f"unknown encoding {encoding!r}") from None
+    return text.lstrip("\ufeff")
+
+
+def _read_lines(path: Path, encoding: str, errors: str) -> list[str]:
+    text = _decode_bytes(_read_bytes(path), path, encoding, errors)
+    return [line.rstrip("\r") for line in text.split("\n")]
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise DataError(f"permission denied: {path}") from None
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror}") from None
+
+
+def _pick_column(columns: Sequence[str], column: str | None, where: str) -> str:
+    if column is not None:
+        if column not in columns:
+            raise DataError(f"no column {column!r} in {where}; columns are: {', '.join(map(str, columns))}")
+        return column
+    if "text" in columns:
+        return "text"
+    if len(columns) == 1:
+        return columns[0]
+    raise DataError(f"{where} has several columns ({', '.join(map(str, columns))}): choose one with --column")
+
+
+def _read_table(path: Path, suffix: str, column: str | None, encoding: str, errors: str) -> list[str | None]:
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+        try:
+            schema = pq.read_schema(path)
+        except Exception:
+            raise DataError(f"{path} is not a readable Parquet file") from None
+        col = _pick_column(schema.names, column, path.name)
+        values = pq.read_table(path, columns=[col]).column(col).to_pylist()
+        return [None if v is None else str(v) for v in values]
+    text = _decode_bytes(_read_bytes(path), path, encoding, errors)
+    if suffix in (".jsonl", ".json"):
+        rows, col = [], None
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                raise DataError(f"{path} line {number} is not valid JSON") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path} line {number} is not a JSON object")
+            if col is None:
+                col = _pick_column(list(obj), column, path.name)
+            v = obj.get(col)
+            rows.append(None if v is None else str(v))
+        if col is None:
+            raise DataError(f"no items to read in {path}")
+        return rows
+    delimiter = "\t" if suffix == ".tsv" else ","
+    quoting = csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL
+    reader = csv.reader(text.splitlines(), delimiter=delimiter, quoting=quoting)
+    header = next(reader, None)
+    if not header:
+        raise DataError(f"no items to read in {path}")
+    col = _pick_column(header, column, path.name)
+    j = header.index(col)
+    return [row[j] if j < len(row) and row[j] != "" else None for row in reader]
+
+
+def _read_hub(spec: str, column: str | None) -> list[str | None]:
+    """`NAME[:CONFIG]` from the Hugging Face Hub (or a local dataset script/folder)."""
+    name, _, config = spec.partition(":")
+    try:
+        import datasets
+        ds = datasets.load_dataset(name, config or None, split="train")
+    except Exception as e:  # the library raises many types; the user needs one line
+        raise DataError(f"cannot load dataset {name!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    col = _pick_column(ds.column_names, column, f"dataset {name}")
+    return [None if v is None else str(v) for v in ds[col]]
+
+
+def split_valid(items: Sequence[str], fraction: float = 0.05) -> tuple[list[str], list[str]]:
+    """Deterministic split: an item goes to validation by the md5 of its own text.
+
+    No seed is involved, so a line's split never changes between runs or machines.
+    Tiny corpora keep at least one validation item.
+    """
+    buckets = max(2, round(1 / fraction))
+    train, valid = [], []
+    for item in items:
+        h = int(hashlib.md5(item.encode("utf-8", "surrogatepass")).hexdigest(), 16)
+        (valid if h % buckets == 1 else train).append(item)
+    if not valid and len(train) > 1:
+        valid.append(train.pop())
+    if not train:
+        train = list(valid)
+    return train, valid
+
+
+class EncodedItems:
+    """Token ids of many items in one flat array: cheap to hold and to batch."""
+
+    def __init__(self, texts: Sequence[str], tokenizer: CharTokenizer):
+        self.flat, self.offsets = tokenizer.encode_many(texts)
+        self.lengths = np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def num_chars(self) -> int:
+        """Characters the model predicts: every character plus one <eos> per item."""
+        return int(self.lengths.sum()) + len(self)
+
+    def batch(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_batch(self.flat, self.offsets, np.asarray(index, dtype=np.int64))
+
+    def batch_indices(self, batch_size: int, shuffle: bool, seed: int = 0) -> list[np.ndarray]:
+        """Length-bucketed batches: items of similar length together, so padding is rare.
+
+        Shuffled items are sorted by length inside pools of 50 batches, cut into batches,
+        and the batches shuffled; the same seed gives the same batches.
+        """
+        n = len(self)
+        if not shuffle:
+            order = np.argsort(self.lengths, kind="stable")
+            return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(n)
+        pool = batch_size * 50
+        batches = []
+        for start in range(0, n, pool):
+            chunk = order[start:start + pool]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+        rng.shuffle(batches)
+        return batches
+
+    def iterate(self, batch_size: int, shuffle: bool = False, seed: int = 0
+                ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+        for index in self.batch_indices(batch_size, shuffle, seed):
+            tokens, lengths = self.batch(index)
+            yield index, tokens, lengths
+
+
+def steps_per_epoch(n_items: int, batch_size: int) -> int:
+    return math.ceil(n_items / batch_size)

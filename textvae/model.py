@@ -1,0 +1,160 @@
+"""The sequence VAE of Bowman et al. 2016, "Generating Sentences from a Continuous Space".
+
+encoder RNN -> q(z|x) = N(mu, diag(exp(logvar)))  -> z -> decoder RNN's initial state
+(and, optionally, an input at every step) -> p(x|z), one character at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .tokenizer import BOS_ID, PAD_ID
+
+CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int                 # characters + special tokens
+    cell: str = "gru"               # recurrent unit: "gru" or "lstm"
+    embed_dim: int = 64             # size of a character embedding
+    hidden_dim: int = 256           # size of each RNN's state
+    latent_dim: int = 32            # size of z
+    num_layers: int = 1             # stacked RNN layers, encoder and decoder alike
+    bidirectional: bool = True      # encoder reads both ways
+    z_every_step: bool = True       # also feed z to the decoder at every step, not only its first state
+    rnn_dropout: float = 0.0        # dropout between stacked RNN layers
+    lm: bool = False                # no latent code: a plain character language model (baseline)
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"unknown cell {self.cell!r}: use gru or lstm")
+        limits = {"vocab_size": 2_000_000, "embed_dim": 65_536, "hidden_dim": 65_536,
+                  "latent_dim": 65_536, "num_layers": 64}
+        for name, top in limits.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 1 <= value <= top:
+                raise ValueError(f"model setting {name}={value!r} is outside 1..{top}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model settings: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+class VAEOutput(NamedTuple):
+    logits: torch.Tensor   # (B, T, V) scores of the next character
+    mu: torch.Tensor       # (B, Z) posterior mean
+    logvar: torch.Tensor   # (B, Z) posterior log-variance
+    z: torch.Tensor        # (B, Z) the code the decoder saw
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """z ~ q(z|x), differentiable in mu and logvar (Kingma & Welling 2014)."""
+    std = torch.exp(0.5 * logvar)
+    eps = torch.randn(std.shape, generator=generator, device=std.device, dtype=std.dtype)
+    return mu + std * eps
+
+
+def decoder_inputs(tokens: torch.Tensor) -> torch.Tensor:
+    """<bos> c1 .. cn from c1 .. cn <eos>: the decoder predicts each character from those before it."""
+    bos = torch.full_like(tokens[:, :1], BOS_ID)
+    return torch.cat([bos, tokens[:, :-1]], dim=1)
+
+
+class TextVAE(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = c = config
+        rnn = CELLS[c.cell]
+        self.embedding = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=PAD_ID)
+        drop = c.rnn_dropout if c.num_layers > 1 else 0.0
+        directions = 2 if c.bidirectional else 1
+        if not c.lm:
+            self.encoder = rnn(c.embed_dim, c.hidden_dim, c.num_layers, batch_first=True,
+                               bidirectional=c.bidirectional, dropout=drop)
+            self.to_posterior = nn.Linear(directions * c.hidden_dim, 2 * c.latent_dim)
+            # z -> the decoder's initial hidden state (and cell state, for an LSTM), every layer
+            states = 2 if c.cell == "lstm" else 1
+            self.to_state = nn.Linear(c.latent_dim, states * c.num_layers * c.hidden_dim)
+        step_in = c.embed_dim + (c.latent_dim if c.z_every_step and not c.lm else 0)
+        self.decoder = rnn(step_in, c.hidden_dim, c.num_layers, batch_first=True, dropout=drop)
+        self.to_logits = nn.Linear(c.hidden_dim, c.vocab_size)
+
+    # -- q(z|x) --------------------------------------------------------------------
+
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens (B, T) padded, lengths (B,) -> mu, logvar (B, Z)."""
+        c = self.config
+        if c.lm:
+            zeros = tokens.new_zeros((tokens.shape[0], c.latent_dim), dtype=self.to_logits.weight.dtype)
+            return zeros, zeros
+        packed = pack_padded_sequence(self.embedding(tokens), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, state = self.encoder(packed)
+        h = state[0] if c.cell == "lstm" else state                          # (L*D, B, H)
+        directions = 2 if c.bidirectional else 1
+        last = h.view(c.num_layers, directions, h.shape[1], c.hidden_dim)[-1]  # (D, B, H) top layer
+        summary = last.transpose(0, 1).reshape(h.shape[1], -1)               # (B, D*H)
+        mu, logvar = self.to_posterior(summary).chunk(2, dim=-1)
+        return mu, logvar.clamp(-20.0, 10.0)
+
+    # -- p(x|z) --------------------------------------------------------------------
+
+    def initial_state(self, z: torch.Tensor):
+        """The decoder's first state from z: tanh(W z + b), shaped (L, B, H) (a pair for an LSTM)."""
+        c = self.config
+        B = z.shape[0]
+        if c.lm:
+            h = z.new_zeros((c.num_layers, B, c.hidden_dim))
+            return (h, torch.zeros_like(h)) if c.cell == "lstm" else h
+        s = torch.tanh(self.to_state(z))
+        if c.cell == "lstm":
+            h, cell = s.view(B, 2, c.num_layers, c.hidden_dim).permute(1, 2, 0, 3).contiguous()
+            return h, cell
+        return s.view(B, c.num_layers, c.hidden_dim).transpose(0, 1).contiguous()
+
+    def _step_inputs(self, inputs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        x = self.embedding(inputs)                                           # (B, T, E)
+        if self.config.z_every_step and not self.config.lm:
+            x = torch.cat([x, z.unsqueeze(1).expand(-1, x.shape[1], -1).to(x.dtype)], dim=-1)
+        return x
+
+    def decode(self, z: torch.Tensor, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced decoding: z (B, Z), inputs (B, T) starting with <bos> -> logits (B, T, V)."""
+        x = self._step_inputs(inputs, z)
+        state = self.initial_state(z)
+        if lengths is None:
+            out, _ = self.decoder(x, state)
+        else:
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, _ = self.decoder(packed, state)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=inputs.shape[1])
+        return self.to_logits(out)                                           # (B, T, V)
+
+    def step(self, z: torch.Tensor, inputs: torch.Tensor, state):
+        """One decoding step for sampling: inputs (B,) -> logits (B, V), next state."""
+        x = self._step_inputs(inputs.unsqueeze(1), z)
+        out, state = self.decoder(x, state)
+        return self.to_logits(out[:, 0]), state
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, inputs: torch.Tensor | None = None,
+                sample: bool = True, generator: torch.Generator | None = None) -> VAEOutput:
+        """tokens (B, T) = c1 .. cn <eos> padded; `inputs` lets the caller pass corrupted decoder inputs
+        (character dropout); `sample=False` decodes from the posterior mean."""
+        mu, logvar = self.encode(tokens, lengths)
+        z = reparameterize(mu, logvar, generator) if sample and not self.config.lm else mu
+        if inputs is None:
+            inputs = decoder_inputs(tokens)
+        logits = self.decode(z, inputs, lengths)
+        return VAEOutput(logits, mu, logvar, z)

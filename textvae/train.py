@@ -1,0 +1,188 @@
+"""The training loop. It yields what happens as plain dicts and knows nothing of the terminal."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from . import checkpoint
+from .data import EncodedItems
+from .metrics import evaluate_elbo, reconstruction_stats
+from .model import TextVAE, decoder_inputs
+from .objective import KLSchedule, character_dropout, elbo_terms
+from .tokenizer import CharTokenizer
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10                # passes over the training items
+    max_steps: int | None = None    # stop after this many optimiser steps (overrides epochs)
+    max_minutes: float | None = None  # stop (and save) after this much wall-clock time
+    batch_size: int = 64            # items per step
+    lr: float = 2e-3                # Adam learning rate
+    clip: float = 1.0               # gradient-norm clipping
+    kl_schedule: str = "linear"     # constant | linear | logistic | cyclical
+    kl_warmup: int = 2000           # steps of KL annealing (per cycle for cyclical)
+    beta: float = 1.0               # the KL weight the schedule reaches
+    free_bits: float = 0.5          # nats per latent dimension below which KL is not penalised
+    word_dropout: float = 0.25      # probability of replacing a decoder input character by <unk>
+    seed: int = 0                   # all randomness: initialisation, batches, dropout, z samples
+    device: str = "auto"            # auto | cpu | cuda
+    amp: bool = True                # bf16/fp16 autocast on CUDA
+    recon_items: int = 1000         # validation items greedily reconstructed each epoch
+    log_every: int = 20             # steps between per-step lines in metrics.jsonl
+    max_bad_steps: int = 20         # stop after this many non-finite losses in a row
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class TrainingError(Exception):
+    """Training cannot go on (for example, the loss kept being NaN)."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for, but no CUDA GPU is available")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise TrainingError(f"unknown device {name!r}: use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    if device.type != "cuda" or not amp:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, valid_data: EncodedItems,
+          cfg: TrainConfig, run_dir: Path, info: dict | None = None,
+          stop: threading.Event | None = None) -> Iterator[dict]:
+    """Train `model`, writing checkpoints and metrics into `run_dir`; yields one dict per event:
+
+    {"event": "start", ...}, {"event": "step", "step", "epoch", "loss", "recon", "kl", "beta"},
+    {"event": "valid", ...validation metrics...}, {"event": "done", "reason", "best", ...}.
+    Setting `stop` ends training at the next step boundary, with a checkpoint saved.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    amp = autocast_dtype(device, cfg.amp)
+    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    torch.manual_seed(cfg.seed)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    schedule = KLSchedule(cfg.kl_schedule, cfg.kl_warmup, cfg.beta)
+    free_bits = 0.0 if model.config.lm else cfg.free_bits
+    per_epoch = math.ceil(len(train_data) / cfg.batch_size)
+    total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * per_epoch
+    info = dict(info or {})
+    (run_dir / "run.json").write_text(json.dumps({
+        "model_config": model.config.to_dict(), "train_config": cfg.to_dict(), **info,
+        "train_items": len(train_data), "valid_items": len(valid_data),
+    }, indent=2, ensure_ascii=False) + "\n")
+    log = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+    pin = device.type == "cuda"
+
+    def write_log(record: dict) -> None:
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+
+    def save(name: str, extra: dict) -> Path:
+        return checkpoint.save(run_dir / name, model, tokenizer,
+                               {"train_config": cfg.to_dict(), **info, **extra})
+
+    start_time = time.monotonic()
+    step, epoch, bad_steps, skipped = 0, 0, 0, 0
+    best_nll = math.inf
+    best_metrics: dict = {}
+    reason = "finished"
+    yield {"event": "start", "total_steps": total_steps, "steps_per_epoch": per_epoch, "device": str(device),
+           "parameters": sum(p.numel() for p in model.parameters()), "amp": str(amp) if amp else None}
+    try:
+        while step < total_steps and reason == "finished":
+            epoch += 1
+            model.train()
+            chars_seen, epoch_start = 0, time.monotonic()
+            for index in train_data.batch_indices(cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch):
+                if step >= total_steps:
+                    break
+                if stop is not None and stop.is_set():
+                    reason = "interrupted"
+                    break
+                if cfg.max_minutes is not None and time.monotonic() - start_time > cfg.max_minutes * 60:
+                    reason = "time limit"
+                    break
+                tokens, lengths = train_data.batch(index)
+                if pin:
+                    tokens, lengths = tokens.pin_memory(), lengths.pin_memory()
+                tokens = tokens.to(device, non_blocking=True)
+                lengths = lengths.to(device, non_blocking=True)
+                beta = schedule(step)
+                inputs = character_dropout(decoder_inputs(tokens), cfg.word_dropout)
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                    out = model(tokens, lengths, inputs=inputs)
+                    terms = elbo_terms(out.logits, tokens, out.mu, out.logvar, beta, free_bits)
+                loss = terms["loss"]
+                if not torch.isfinite(loss):
+                    bad_steps += 1
+                    skipped += 1
+                    optimizer.zero_grad(set_to_none=True)
+                    if bad_steps >= cfg.max_bad_steps:
+                        raise TrainingError(f"the loss was not finite for {bad_steps} steps in a row; "
+                                            "try a lower --lr")
+                    continue
+                bad_steps = 0
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                else:
+                    loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                step += 1
+                chars_seen += int(lengths.sum())
+                event = {"event": "step", "step": step, "epoch": epoch, "loss": float(loss.detach()),
+                         "recon": float(terms["recon"]), "kl": float(terms["kl"]), "beta": beta,
+                         "chars_per_s": chars_seen / max(time.monotonic() - epoch_start, 1e-9)}
+                if step % cfg.log_every == 0 or step == 1:
+                    write_log({"kind": "step", **{k: v for k, v in event.items() if k != "event"},
+                               "grad_norm": float(grad_norm), "time": time.monotonic() - start_time})
+                yield event
+            # -- validation at the end of every epoch (and of an interrupted one) --------
+            metrics = evaluate_elbo(model, valid_data, seed=cfg.seed, autocast_dtype=amp)
+            if cfg.recon_items and not model.config.lm:
+                metrics.update(reconstruction_stats(model, valid_data, limit=cfg.recon_items))
+            metrics.update({"epoch": epoch, "step": step, "time": time.monotonic() - start_time,
+                            "skipped_steps": skipped})
+            improved = metrics["nll_elbo"] < best_nll
+            extra = {"epoch": epoch, "step": step, "valid": metrics}
+            save("last.safetensors", extra)
+            if improved:
+                best_nll, best_metrics = metrics["nll_elbo"], metrics
+                save("best.safetensors", extra)
+            write_log({"kind": "epoch", **metrics, "best": improved})
+            yield {"event": "valid", **metrics, "best": improved}
+    finally:
+        log.close()
+    yield {"event": "done", "reason": reason, "step": step, "epoch": epoch, "best": best_metrics,
+           "time": time.monotonic() - start_time, "run_dir": str(run_dir)}
