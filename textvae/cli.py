@@ -23,7 +23,7 @@ from . import __version__
 from .checkpoint import CheckpointError
 from .data import DataError
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 LAST_RUN_FILE = ".textvae-last"
 
 
@@ -101,10 +101,14 @@ def _load(model: str | None):
     return load(_model_path(model))
 
 
-def _check_texts(m, texts) -> None:
+def _check_nonempty(texts) -> None:
     for t in texts:
         if not t.strip():
             raise UserError("empty text: give at least one character")
+
+
+def _check_texts(m, texts) -> None:
+    _check_nonempty(texts)
     unknown = m.unknown_chars(texts)
     if unknown:
         shown = " ".join(repr(c) for c in sorted(unknown)[:10])
@@ -336,6 +340,7 @@ def generate(model_path, num, temperature, greedy, top_k, top_p, seed, max_len):
 @click.option("--max-len", type=click.IntRange(1), help="Longest item, in characters.")
 def interpolate(a, b, model_path, steps, method, max_len):
     """Decode the points between the codes of A and B (Bowman et al. 2016, section 5), one line per step."""
+    _check_nonempty([a, b])
     m = _load(model_path)
     _check_texts(m, [a, b])
     for i, text in enumerate(m.interpolate(a, b, steps=steps, method=method, max_len=max_len)):

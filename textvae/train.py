@@ -162,7 +162,7 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
                 step += 1
                 chars_seen += int(lengths.sum())
                 event = {"event": "step", "step": step, "epoch": epoch, "loss": float(loss.detach()),
-                         "recon": float(terms["recon"]), "kl": float(terms["kl"]), "beta": beta,
+                         "recon": float(terms["recon"].detach()), "kl": float(terms["kl"].detach()), "beta": beta,
                          "chars_per_s": chars_seen / max(time.monotonic() - epoch_start, 1e-9)}
                 if step % cfg.log_every == 0 or step == 1:
                     write_log({"kind": "step", **{k: v for k, v in event.items() if k != "event"},

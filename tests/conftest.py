@@ -1,0 +1,42 @@
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from textvae.data import EncodedItems
+from textvae.model import ModelConfig, TextVAE
+from textvae.tokenizer import CharTokenizer
+from textvae.train import TrainConfig, train
+
+WORDS = ("apple banana cherry grape lemon mango melon olive peach pear plum berry "
+         "almond walnut pecan cashew hazel acorn maple cedar birch aspen willow larch "
+         "river ocean stream brook creek delta marsh swamp bayou lagoon harbor island").split()
+
+TINY_MODEL = dict(embed_dim=16, hidden_dim=32, latent_dim=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """A few hundred made-up words, one per line, with a blank line and CRLF endings mixed in."""
+    rng = random.Random(0)
+    items = [rng.choice(WORDS) + rng.choice(["", "s", "ed", "ing", "er"]) for _ in range(300)]
+    path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
+    body = "\n".join(items[:150]) + "\n\n" + "\r\n".join(items[150:]) + "\n"
+    path.write_bytes(body.encode("utf-8"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_corpus) -> Path:
+    """A tiny model trained for a few steps through the library (not the CLI)."""
+    items = [line.strip() for line in tiny_corpus.read_text().splitlines() if line.strip()]
+    tok = CharTokenizer.fit(items)
+    torch.manual_seed(0)
+    model = TextVAE(ModelConfig(vocab_size=tok.vocab_size, **TINY_MODEL))
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(max_steps=40, batch_size=32, kl_warmup=20, recon_items=50, device="cpu")
+    events = list(train(model, tok, EncodedItems(items[:250], tok), EncodedItems(items[250:], tok), cfg, run_dir,
+                        info={"longest_item": max(map(len, items))}))
+    assert events[-1]["event"] == "done"
+    return run_dir

@@ -1,0 +1,114 @@
+import json
+import os
+import pickle
+import struct
+
+import pytest
+import torch
+
+from textvae import checkpoint
+from textvae.checkpoint import CheckpointError
+from textvae.model import ModelConfig, TextVAE
+from textvae.tokenizer import CharTokenizer
+
+
+def _model(cell="gru"):
+    tok = CharTokenizer.fit(["hello world", "goodbye"])
+    torch.manual_seed(1)
+    return TextVAE(ModelConfig(tok.vocab_size, cell=cell, embed_dim=8, hidden_dim=16, latent_dim=4)).eval(), tok
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_save_load_gives_bit_identical_logits(tmp_path, cell):
+    model, tok = _model(cell)
+    path = checkpoint.save(tmp_path / "m.safetensors", model, tok, {"note": "x"})
+    loaded, tok2, extra = checkpoint.load(path)
+    tokens, lengths = tok.batch(["hello", "good world"])
+    a = model(tokens, lengths, sample=False).logits
+    b = loaded(tokens, lengths, sample=False).logits
+    assert torch.equal(a, b)
+    assert tok2.itos == tok.itos and extra == {"note": "x"}
+
+
+def test_run_directory_resolves_to_its_best_checkpoint(trained_run):
+    assert checkpoint.resolve(trained_run).name == "best.safetensors"
+    model, tok, extra = checkpoint.load(trained_run)
+    assert extra["train_config"]["max_steps"] == 40
+    assert "valid" in extra and "nll_elbo" in extra["valid"]
+
+
+def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model, tok = _model()
+    path = checkpoint.save(tmp_path / "m.safetensors", model, tok)
+    before = path.read_bytes()
+
+    def broken_save(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save_file", broken_save)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(path, model, tok)
+    assert path.read_bytes() == before
+    assert [f.name for f in tmp_path.iterdir()] == ["m.safetensors"]   # no temporary file left behind
+    checkpoint.load(path)
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+@pytest.mark.parametrize("content", [
+    b"",
+    b"not a checkpoint at all",
+    b"\x00" * 100,
+    pickle.dumps({"weights": Payload()}),
+])
+def test_files_that_are_not_checkpoints_are_refused_clearly(tmp_path, monkeypatch, content):
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "bad.safetensors"
+    p.write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a textvae checkpoint"):
+        checkpoint.load(p)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_truncated_and_wrong_version_checkpoints(tmp_path):
+    model, tok = _model()
+    path = checkpoint.save(tmp_path / "m.safetensors", model, tok)
+    data = path.read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) - 100])
+    with pytest.raises(CheckpointError, match="damaged or truncated"):
+        checkpoint.load(tmp_path / "cut.safetensors")
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    header["__metadata__"]["format_version"] = "99"
+    new = json.dumps(header).encode()
+    (tmp_path / "v99.safetensors").write_bytes(struct.pack("<Q", len(new)) + new + data[8 + n:])
+    with pytest.raises(CheckpointError, match="version"):
+        checkpoint.load(tmp_path / "v99.safetensors")
+
+
+def test_absurd_configuration_is_refused_before_allocating(tmp_path):
+    model, tok = _model()
+    path = checkpoint.save(tmp_path / "m.safetensors", model, tok)
+    data = path.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    cfg = json.loads(header["__metadata__"]["model_config"])
+    cfg.update(hidden_dim=65536, num_layers=64)
+    header["__metadata__"]["model_config"] = json.dumps(cfg)
+    new = json.dumps(header).encode()
+    (tmp_path / "huge.safetensors").write_bytes(struct.pack("<Q", len(new)) + new + data[8 + n:])
+    with pytest.raises(CheckpointError, match="refusing"):
+        checkpoint.load(tmp_path / "huge.safetensors")
+
+
+def test_directory_without_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        checkpoint.load(tmp_path)

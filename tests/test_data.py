@@ -1,0 +1,117 @@
+import json
+
+import pytest
+
+from textvae.data import DataError, EncodedItems, corpus_name, read_corpus, resolve_corpus, split_valid
+from textvae.tokenizer import PAD_ID, CharTokenizer
+
+
+def test_text_file_skips_blank_lines_and_handles_crlf(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_bytes(b"alpha\r\n\r\n  beta  \ngamma delta\n\n")
+    c = read_corpus(str(p))
+    assert c.items == ["alpha", "beta", "gamma delta"]
+    assert c.skipped_blank >= 2
+
+
+def test_word_unit_splits_lines_into_words(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text("the cat sat\non the mat\n")
+    assert read_corpus(str(p), unit="word").items == ["the", "cat", "sat", "on", "the", "mat"]
+
+
+def test_items_longer_than_max_len_are_skipped_and_counted(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text("short\nmuch too long a line\nok\n")
+    c = read_corpus(str(p), max_len=5)
+    assert c.items == ["short", "ok"] and c.skipped_long == 1
+
+
+@pytest.mark.parametrize("suffix,body", [
+    (".csv", 'id,text\n1,"hello, world"\n2,second\n'),
+    (".tsv", "id\ttext\n1\thello, world\n2\tsecond\n"),
+    (".jsonl", '{"id": 1, "text": "hello, world"}\n{"id": 2, "text": "second"}\n'),
+])
+def test_table_formats_read_the_text_column(tmp_path, suffix, body):
+    p = tmp_path / f"c{suffix}"
+    p.write_text(body)
+    assert read_corpus(str(p)).items == ["hello, world", "second"]
+    assert read_corpus(str(p), column="id").items == ["1", "2"]
+
+
+def test_parquet_column(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    p = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"review": ["good film", "bad film"], "stars": [5, 1]}), p)
+    assert read_corpus(str(p), column="review").items == ["good film", "bad film"]
+
+
+def test_unknown_column_names_the_columns_there_are(tmp_path):
+    p = tmp_path / "c.csv"
+    p.write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="no column 'text'.*a, b"):
+        read_corpus(str(p), column="text")
+
+
+def test_hugging_face_loader_reads_a_local_dataset_folder(tmp_path):
+    folder = tmp_path / "mydata"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("\n".join(json.dumps({"sentence": s}) for s in ["one two", "three"]))
+    c = read_corpus(f"hf:{folder}", column="sentence")
+    assert c.items == ["one two", "three"]
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "no items"),
+    (b"\n\n  \n", "no items"),
+    (b"caf\xe9\nok\n", "not utf-8 text: bad byte at line 1"),
+    (b"ok\nline two\n\xff\xfe\x00x", "binary|not utf-8"),
+])
+def test_bad_files_raise_one_clear_error(tmp_path, content, message):
+    p = tmp_path / "bad.txt"
+    p.write_bytes(content)
+    with pytest.raises(DataError, match=f"(?i){message}"):
+        read_corpus(str(p))
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        read_corpus(str(tmp_path / "nope.txt"))
+    with pytest.raises(DataError, match="directory"):
+        read_corpus(str(tmp_path))
+    with pytest.raises(DataError, match="directory"):
+        resolve_corpus(str(tmp_path))
+
+
+def test_folder_with_train_and_valid_files(tmp_path):
+    (tmp_path / "train.txt").write_text("a\n")
+    (tmp_path / "valid.txt").write_text("b\n")
+    assert resolve_corpus(str(tmp_path)) == (str(tmp_path / "train.txt"), str(tmp_path / "valid.txt"))
+    assert corpus_name(str(tmp_path / "train.txt")) == tmp_path.name
+    assert corpus_name("reviews.txt") == "reviews"
+
+
+def test_split_is_deterministic_and_disjoint():
+    items = [f"item {i}" for i in range(2000)]
+    train, valid = split_valid(items)
+    assert (train, valid) == split_valid(items)
+    assert set(train).isdisjoint(valid)
+    assert 50 < len(valid) < 150
+    assert split_valid(items[::-1])[1] == valid[::-1]   # an item's split depends on its text alone
+
+
+def test_length_bucketed_batches_cover_every_item_once():
+    tok = CharTokenizer.fit(["abcdef"])
+    items = ["a" * (i % 17 + 1) for i in range(1000)]
+    data = EncodedItems(items, tok)
+    batches = data.batch_indices(32, shuffle=True, seed=3)
+    flat = sorted(i for b in batches for i in b.tolist())
+    assert flat == list(range(1000))
+    assert [b.tolist() for b in batches] == [b.tolist() for b in data.batch_indices(32, shuffle=True, seed=3)]
+    # bucketing keeps padding small: most of each batch is real characters
+    real = sum(int(data.lengths[b].sum()) + len(b) for b in batches)
+    padded = sum(data.batch(b)[0].numel() for b in batches)
+    assert real / padded > 0.9
+    tokens, lengths = data.batch(batches[0])
+    assert ((tokens != PAD_ID).sum(dim=1) == lengths).all()

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from textvae.model import ModelConfig, TextVAE, decoder_inputs, reparameterize
+from textvae.tokenizer import BOS_ID, CharTokenizer
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("layers,bidirectional,z_every_step", [(1, True, True), (2, False, False)])
+def test_shapes(cell, layers, bidirectional, z_every_step):
+    tok = CharTokenizer.fit(["hello", "world"])
+    cfg = ModelConfig(tok.vocab_size, cell=cell, embed_dim=8, hidden_dim=16, latent_dim=4, num_layers=layers,
+                      bidirectional=bidirectional, z_every_step=z_every_step)
+    model = TextVAE(cfg)
+    tokens, lengths = tok.batch(["hello", "wor", "w"])
+    out = model(tokens, lengths)
+    assert out.logits.shape == (3, tokens.shape[1], tok.vocab_size)
+    assert out.mu.shape == out.logvar.shape == out.z.shape == (3, 4)
+    logits, state = model.step(out.z, torch.full((3,), BOS_ID), model.initial_state(out.z))
+    assert logits.shape == (3, tok.vocab_size)
+
+
+def test_padding_does_not_change_an_items_code_or_logits():
+    tok = CharTokenizer.fit(["abcdefgh"])
+    torch.manual_seed(0)
+    model = TextVAE(ModelConfig(tok.vocab_size, embed_dim=8, hidden_dim=16, latent_dim=4)).eval()
+    alone, alone_len = tok.batch(["abc"])
+    padded, padded_len = tok.batch(["abc", "abcdefgh"])
+    out1 = model(alone, alone_len, sample=False)
+    out2 = model(padded, padded_len, sample=False)
+    torch.testing.assert_close(out1.mu[0], out2.mu[0])
+    torch.testing.assert_close(out1.logits[0], out2.logits[0, : alone.shape[1]])
+
+
+def test_decoder_inputs_shift_right_behind_bos():
+    tokens = torch.tensor([[5, 6, 2, 0]])
+    assert decoder_inputs(tokens).tolist() == [[BOS_ID, 5, 6, 2]]
+
+
+def test_reparameterize_has_the_posterior_moments():
+    mu = torch.full((20000, 2), 3.0)
+    logvar = torch.log(torch.full((20000, 2), 0.25))
+    z = reparameterize(mu, logvar, torch.Generator().manual_seed(0))
+    assert abs(z.mean().item() - 3.0) < 0.02 and abs(z.std().item() - 0.5) < 0.02
+
+
+def test_language_model_mode_has_no_latent_code():
+    tok = CharTokenizer.fit(["hello"])
+    model = TextVAE(ModelConfig(tok.vocab_size, embed_dim=8, hidden_dim=16, latent_dim=4, lm=True))
+    tokens, lengths = tok.batch(["hello", "he"])
+    out = model(tokens, lengths)
+    assert (out.mu == 0).all() and (out.logvar == 0).all()
+    assert not hasattr(model, "encoder")
+
+
+def test_bad_configuration_is_refused():
+    with pytest.raises(ValueError, match="cell"):
+        ModelConfig(10, cell="transformer")
+    with pytest.raises(ValueError, match="hidden_dim"):
+        ModelConfig(10, hidden_dim=0)
