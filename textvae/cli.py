@@ -151,7 +151,7 @@ def _graceful_stop():
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the corpus.")
 @click.option("--errors", type=click.Choice(["strict", "replace", "ignore"]), default="strict", show_default=True,
               help="What to do with bytes that are not valid in --encoding.")
-@click.option("--cell", type=click.Choice(["gru", "lstm"]), default="gru", show_default=True, help="Recurrent unit.")
+@click.option("--cell", type=click.Choice(["lstm", "gru"]), default="lstm", show_default=True, help="Recurrent unit.")
 @click.option("--embed-dim", type=click.IntRange(1, 65536), default=64, show_default=True, help="Character embedding size.")
 @click.option("--hidden-dim", type=click.IntRange(1, 65536), default=256, show_default=True, help="RNN state size.")
 @click.option("--latent-dim", type=click.IntRange(1, 65536), default=32, show_default=True, help="Size of the code z.")
@@ -163,7 +163,7 @@ def _graceful_stop():
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True, help="Passes over the training items.")
 @click.option("--steps", type=click.IntRange(1), help="Stop after this many optimiser steps instead.")
 @click.option("--minutes", type=click.FloatRange(0, min_open=True), help="Stop (and save) after this much time.")
-@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Items per step.")
+@click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True, help="Items per step.")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True, help="Adam learning rate.")
 @click.option("--kl-schedule", type=click.Choice(["constant", "linear", "logistic", "cyclical"]), default="linear",
               show_default=True, help="KL annealing (Bowman et al. 2016; cyclical: Fu et al. 2019).")
@@ -345,6 +345,142 @@ def interpolate(a, b, model_path, steps, method, max_len):
     _check_texts(m, [a, b])
     for i, text in enumerate(m.interpolate(a, b, steps=steps, method=method, max_len=max_len)):
         click.echo(f"{i / (steps - 1):.2f}\t{text}")
+
+
+# ---------------------------------------------------------------------------- evaluate
+
+def _read_eval_items(m, path, column, unit, max_len):
+    from .data import read_corpus
+    unit = unit or m.extra.get("unit") or "line"
+    corpus = read_corpus(path, unit=unit, column=column, max_len=max_len)
+    return corpus
+
+
+def _training_items(m, explicit: str | None):
+    """The model's training items, to tell copies from new samples (None if the corpus is not at hand)."""
+    from .data import read_corpus
+    source = explicit or m.extra.get("corpus")
+    if not source or (not source.startswith("hf:") and not Path(source).is_file()):
+        return None
+    try:
+        return set(read_corpus(source, unit=m.extra.get("unit") or "line", column=m.extra.get("column")).items)
+    except DataError:
+        return None
+
+
+def evaluate_model(m, items, samples: int, recon_items: int | None, num_samples: int, train_items, seed: int,
+                   on_progress=None) -> dict:
+    """Every figure `textvae evaluate` reports, as one dict."""
+    from .data import EncodedItems
+    from .metrics import iw_nll, posterior_stats, reconstruction_report, sample_report
+    data = EncodedItems(items, m.tokenizer)
+    t0 = time.monotonic()
+    out = {"model": str(m.path), "lm": m.model.config.lm}
+    out.update(iw_nll(m.model, data, samples=samples, seed=seed, progress=on_progress))
+    out.update(posterior_stats(m.model, data, seed=seed))
+    if not m.model.config.lm:
+        subset = items if recon_items is None else items[:recon_items]
+        out["reconstruction"] = reconstruction_report(subset, m.reconstruct(subset))
+    gen = m.generate(num_samples, seed=seed) if num_samples else []
+    if gen:
+        report = sample_report(gen, train_items if train_items is not None else set())
+        if train_items is None:
+            report.pop("copied"), report.pop("new")
+        out["sampling"] = report
+    out["seconds"] = time.monotonic() - t0
+    return out
+
+
+def _eval_table(results: list[dict], names: list[str]) -> Table:
+    table = Table(title="held-out evaluation")
+    table.add_column("metric", style="bold")
+    for name in names:
+        table.add_column(name, justify="right")
+
+    def get(r, key):
+        if "." in key:
+            a, b = key.split(".")
+            return (r.get(a) or {}).get(b)
+        return r.get(key)
+
+    rows = [("items", "items", "{:,}"), ("IW-NLL per item (nats)", "iw_nll", "{:.3f}"),
+            ("IW-NLL per char (nats)", "iw_nats_per_char", "{:.4f}"), ("IW-NLL per char (bits)", "iw_bits_per_char", "{:.4f}"),
+            ("perplexity per char", "perplexity", "{:.3f}"), ("importance samples K", "samples", "{:d}"),
+            ("-ELBO per item", "nll_elbo", "{:.3f}"), ("-ELBO per char", "elbo_nats_per_char", "{:.4f}"),
+            ("  reconstruction", "recon", "{:.3f}"), ("  KL", "kl", "{:.3f}"),
+            ("mutual information I(x;z)", "mi", "{:.3f}"), ("active units", "active_units", "{:d}"),
+            ("exact reconstruction", "reconstruction.exact", "{:.1%}"),
+            ("character accuracy", "reconstruction.char_accuracy", "{:.1%}"),
+            ("mean edit distance", "reconstruction.edit_distance", "{:.2f}"),
+            ("samples new (not in training)", "sampling.new", "{:.1%}"),
+            ("samples copied from training", "sampling.copied", "{:.1%}"),
+            ("duplicate samples", "sampling.duplicates", "{:.1%}"),
+            ("distinct-1 / distinct-2", None, None), ("seconds", "seconds", "{:.1f}")]
+    for label, key, fmt in rows:
+        cells = []
+        for r in results:
+            if key is None:
+                d1, d2 = get(r, "sampling.distinct_1"), get(r, "sampling.distinct_2")
+                cells.append("" if d1 is None else f"{d1:.3f} / {d2:.3f}")
+            else:
+                v = get(r, key)
+                cells.append("" if v is None else fmt.format(v))
+        if any(cells):
+            table.add_row(label, *cells)
+    return table
+
+
+@cli.command()
+@click.argument("file")
+@click.option("--model", "model_path", help="Checkpoint file or run directory [default: the last one trained here].")
+@click.option("--baseline", help="Another model (say, one trained with --lm) to evaluate beside it on the same items.")
+@click.option("--samples", "-k", type=click.IntRange(1), default=100, show_default=True,
+              help="Importance samples per item for the IW-NLL bound (Burda et al. 2016).")
+@click.option("--column", help="Text column of a table file.")
+@click.option("--unit", type=click.Choice(["line", "word"]), help="Items are lines or words [default: as in training].")
+@click.option("--max-len", type=click.IntRange(1), help="Skip items longer than this [default: as in training].")
+@click.option("--limit", type=click.IntRange(1), help="Use only the first N items.")
+@click.option("--recon-items", type=click.IntRange(0), default=1000, show_default=True,
+              help="Items to reconstruct greedily from their posterior means.")
+@click.option("--num-samples", type=click.IntRange(0), default=1000, show_default=True,
+              help="Samples to draw to judge novelty and diversity.")
+@click.option("--train-file", help="Training items, to tell copies from new samples [default: the run's corpus].")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures to this JSON file.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the importance samples and samples.")
+def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, recon_items, num_samples, train_file,
+             json_path, seed):
+    """How well a model models held-out FILE: IW-NLL, ELBO, KL, mutual information, active units,
+    reconstruction, and whether its samples are new."""
+    import json as _json
+    models = [_load(model_path)]
+    if baseline:
+        models.append(_load(baseline))
+    results, names = [], []
+    for m in models:
+        corpus = _read_eval_items(m, file, column, unit, max_len or m.extra.get("max_len"))
+        items = corpus.items[:limit] if limit else corpus.items
+        if m.unknown_chars(items):
+            err.print(f"[yellow]warning:[/] {len(m.unknown_chars(items))} characters of {_plain(file)} are "
+                      f"outside the vocabulary of {_plain(str(m.path))} and count as <unk>")
+        train_items = _training_items(m, train_file)
+        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=err)
+        with progress:
+            task = progress.add_task(f"IW-NLL (K={samples})", total=len(items))
+            r = evaluate_model(m, items, samples, recon_items, num_samples, train_items, seed,
+                               on_progress=lambda b: progress.advance(task, b))
+        r["file"] = file
+        results.append(r)
+        names.append(("LM " if m.model.config.lm else "VAE ") + Path(str(m.path)).parent.name)
+    if len(results) == 2:
+        a, b = results
+        results[0]["gap_to_baseline"] = a["iw_nats_per_char"] / b["iw_nats_per_char"] - 1
+    err.print(_eval_table(results, names))
+    if len(results) == 2:
+        err.print(f"IW-NLL per character: {names[0]} is {100 * results[0]['gap_to_baseline']:+.2f}% against {names[1]}")
+    if json_path:
+        Path(json_path).write_text(_json.dumps(results if baseline else results[0], indent=2) + "\n")
+        err.print(f"wrote {_plain(json_path)}")
 
 
 def main():

@@ -78,3 +78,141 @@ def reconstruction_stats(model: TextVAE, data: EncodedItems, limit: int | None =
         correct += int(((out == tokens) & valid).sum())
         total += int(valid.sum())
     return {"exact": exact / max(n, 1), "char_accuracy": correct / max(total, 1), "recon_items": n}
+
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag(exp(logvar))), summed over the last dimension."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp()).sum(dim=-1)
+
+
+@torch.no_grad()
+def iw_nll(model: TextVAE, data: EncodedItems, samples: int = 100, batch_size: int = 64, chunk: int = 25,
+           seed: int = 0, autocast_dtype: torch.dtype | None = None, progress=None) -> dict[str, float]:
+    """Importance-weighted bound on -log p(x) (Burda et al. 2016), with the single-sample ELBO beside it.
+
+    -log p(x) <= -log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x),  z_k ~ q(z|x).
+    With K=1 it is the ELBO's sample estimate; it tightens as K grows. The K samples of a batch are
+    decoded `chunk` at a time as one large batch. A language model (no z) gets its exact NLL.
+    `progress(n)` is called with the number of items done after every batch.
+    """
+    model.eval()
+    device = _device_of(model)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    K = 1 if model.config.lm else samples
+    total_iw = total_elbo = total_recon = total_kl = 0.0
+    for _, tokens, lengths in data.iterate(batch_size):
+        tokens, lengths = tokens.to(device), lengths.to(device)
+        B = tokens.shape[0]
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            mu, logvar = model.encode(tokens, lengths)
+        mu, logvar = mu.float(), logvar.float()
+        inputs = decoder_inputs(tokens)
+        log_w = []
+        for start in range(0, K, chunk):
+            k = min(chunk, K - start)
+            eps = torch.randn((k, B, mu.shape[1]), generator=gen, device=device)
+            z = mu if model.config.lm else mu + (0.5 * logvar).exp() * eps           # (k, B, Z)
+            z = z.expand(k, B, -1) if model.config.lm else z
+            flat_z = z.reshape(k * B, -1)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                logits = model.decode(flat_z, inputs.repeat(k, 1), lengths.repeat(k))
+            log_px_z = -reconstruction_nll(logits, tokens.repeat(k, 1)).view(k, B)
+            if model.config.lm:
+                log_w.append(log_px_z)
+            else:
+                log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))     # (k, B)
+                log_qz = log_normal(z, mu.unsqueeze(0), logvar.unsqueeze(0))
+                log_w.append(log_px_z + log_pz - log_qz)
+            if start == 0:
+                total_recon += float(-log_px_z[0].sum())
+        log_w = torch.cat(log_w)                                                     # (K, B)
+        total_iw += float(-(torch.logsumexp(log_w, dim=0) - math.log(K)).sum())
+        kl = kl_divergence(mu, logvar).sum(dim=1)
+        total_kl += float(kl.sum())
+        if progress is not None:
+            progress(B)
+    n, chars = len(data), data.num_chars
+    total_elbo = total_recon + total_kl
+    return {
+        "iw_nll": total_iw / n, "iw_nats_per_char": total_iw / chars, "iw_bits_per_char": total_iw / chars / math.log(2),
+        "perplexity": math.exp(total_iw / chars),
+        "nll_elbo": total_elbo / n, "elbo_nats_per_char": total_elbo / chars,
+        "recon": total_recon / n, "kl": total_kl / n, "samples": K, "items": n, "chars": chars,
+    }
+
+
+@torch.no_grad()
+def posterior_stats(model: TextVAE, data: EncodedItems, batch_size: int = 256, seed: int = 0,
+                    max_items: int = 5000) -> dict[str, float]:
+    """Does the model use its code? Mutual information I(x; z) under q and active units.
+
+    MI = E_x E_q(z|x)[log q(z|x)] - E_q(z)[log q(z)], with the aggregate posterior q(z) taken as the
+    mixture of the items' posteriors (Hoffman & Johnson 2016; estimator of He et al. 2019).
+    AU counts dimensions whose posterior mean has variance above 0.01 across items (Burda et al. 2016).
+    """
+    model.eval()
+    device = _device_of(model)
+    if model.config.lm:
+        return {"mi": 0.0, "active_units": 0}
+    n = min(len(data), max_items)
+    mus, logvars = [], []
+    for start in range(0, n, batch_size):
+        tokens, lengths = data.batch(np.arange(start, min(start + batch_size, n)))
+        mu, logvar = model.encode(tokens.to(device), lengths.to(device))
+        mus.append(mu.float())
+        logvars.append(logvar.float())
+    mu, logvar = torch.cat(mus), torch.cat(logvars)                                 # (N, Z)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen, device=device)
+    Z = mu.shape[1]
+    neg_entropy = (-0.5 * Z * LOG_2PI - 0.5 * (1 + logvar).sum(dim=1)).mean()       # E log q(z|x)
+    log_qz = []
+    for start in range(0, n, 256):                                                  # log q(z_i) = lse_j log q(z_i|x_j) - log N
+        zi = z[start:start + 256].unsqueeze(1)                                       # (b, 1, Z)
+        log_qz.append(torch.logsumexp(log_normal(zi, mu.unsqueeze(0), logvar.unsqueeze(0)), dim=1) - math.log(n))
+    mi = float(neg_entropy - torch.cat(log_qz).mean())
+    active = int((mu.var(dim=0) > 0.01).sum()) if n > 1 else 0
+    return {"mi": mi, "active_units": active}
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance, by the usual dynamic programme over one row."""
+    if len(a) < len(b):
+        a, b = b, a
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def reconstruction_report(originals: list[str], reconstructions: list[str]) -> dict[str, float]:
+    """Exact-match rate, character accuracy (position by position) and mean edit distance."""
+    n = max(len(originals), 1)
+    exact = sum(a == b for a, b in zip(originals, reconstructions))
+    same = sum(sum(x == y for x, y in zip(a, b)) for a, b in zip(originals, reconstructions))
+    chars = sum(max(len(a), len(b)) for a, b in zip(originals, reconstructions))
+    dist = sum(edit_distance(a, b) for a, b in zip(originals, reconstructions))
+    return {"exact": exact / n, "char_accuracy": same / max(chars, 1), "edit_distance": dist / n}
+
+
+def sample_report(samples: list[str], training_items) -> dict[str, float]:
+    """Are samples new? Share copied from training, distinct character 1/2-grams, duplicates."""
+    train_set = training_items if isinstance(training_items, (set, frozenset)) else set(training_items)
+    n = max(len(samples), 1)
+    copies = sum(s in train_set for s in samples)
+    grams1 = [c for s in samples for c in s]
+    grams2 = [s[i:i + 2] for s in samples for i in range(len(s) - 1)]
+    return {
+        "samples": len(samples),
+        "copied": copies / n, "new": 1 - copies / n,
+        "distinct_1": len(set(grams1)) / max(len(grams1), 1),
+        "distinct_2": len(set(grams2)) / max(len(grams2), 1),
+        "duplicates": 1 - len(set(samples)) / n,
+        "mean_length": sum(map(len, samples)) / n,
+    }

@@ -25,7 +25,7 @@ class TrainConfig:
     epochs: int = 10                # passes over the training items
     max_steps: int | None = None    # stop after this many optimiser steps (overrides epochs)
     max_minutes: float | None = None  # stop (and save) after this much wall-clock time
-    batch_size: int = 64            # items per step
+    batch_size: int = 128           # items per step
     lr: float = 2e-3                # Adam learning rate
     clip: float = 1.0               # gradient-norm clipping
     kl_schedule: str = "linear"     # constant | linear | logistic | cyclical
