@@ -94,3 +94,107 @@ def test_help_explains_every_command():
         assert command in r.stdout
         r2 = run(command, "--help")
         assert r2.exit_code == 0 and "--model" in r2.stdout or command == "train"
+
+
+def test_cli_evaluate_with_a_language_model_baseline(trained, tiny_corpus):
+    r = run("train", str(tiny_corpus), *TINY, "--lm", "--out", "runs/lm")
+    assert r.exit_code == 0, r.output
+    held_out = trained / "held_out.txt"
+    held_out.write_text("apples\nrivers\ncherry\nmango\n")
+    r = run("evaluate", str(held_out), "--model", "runs/tiny", "--baseline", "runs/lm", "--samples", "5",
+            "--num-samples", "50", "--json", "eval.json")
+    assert r.exit_code == 0, r.output
+    import json
+    vae, lm = json.loads((trained / "eval.json").read_text())
+    assert vae["items"] == lm["items"] == 4 and lm["samples"] == 1 and vae["samples"] == 5
+    assert lm["kl"] == 0 and lm["mi"] == 0 and lm["active_units"] == 0
+    assert vae["iw_nll"] > 0 and 0 <= vae["reconstruction"]["exact"] <= 1
+    assert "copied" in vae["sampling"]                  # the run's corpus is at hand, so novelty is known
+    assert vae["gap_to_baseline"] == pytest.approx(vae["iw_nats_per_char"] / lm["iw_nats_per_char"] - 1)
+    assert "IW-NLL" in r.stderr
+
+
+def test_cli_generate_stats(trained):
+    r = run("generate", "-n", "40", "--seed", "0", "--stats")
+    assert r.exit_code == 0
+    assert len(r.stdout.splitlines()) == 40
+    assert "40 samples:" in r.stderr and "new" in r.stderr and "duplicates" in r.stderr
+
+
+def test_cli_plot_writes_curves_and_latent_map(trained):
+    pytest.importorskip("matplotlib")
+    r = run("plot", "runs/tiny")
+    assert r.exit_code == 0, r.output
+    for name in ("curves.png", "latent_map.png"):
+        path = trained / "runs" / "tiny" / name
+        assert path.stat().st_size > 10_000 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_plot_colours_by_label(workdir):
+    rows = ["text\tlabel"] + [f"{w}\t{'fruit' if i < 8 else 'water'}" for i, w in enumerate(
+        "apple banana cherry grape lemon mango melon olive river ocean stream brook creek delta marsh swamp".split())]
+    (workdir / "lab.tsv").write_text("\n".join(rows * 4) + "\n")
+    assert run("train", "lab.tsv", *TINY).exit_code == 0
+    r = run("plot", "--data", "lab.tsv", "--label", "label")
+    assert r.exit_code == 0, r.output
+    assert (workdir / "runs" / "lab" / "latent_map.png").exists()
+
+
+def test_cli_reconstruct_encode_and_decode_agree(trained):
+    import json
+
+    import numpy as np
+    (trained / "items.txt").write_text("apple\nriver\nmango\n")
+    r = run("reconstruct", "apple", "--file", "items.txt")
+    assert r.exit_code == 0, r.output
+    pairs = [line.split("\t") for line in r.stdout.splitlines()]
+    assert [p[0] for p in pairs] == ["apple", "apple", "river", "mango"]
+    assert run("encode", "items.txt", "--out", "codes.npy", "--logvar").exit_code == 0
+    codes = np.load(trained / "codes.npy")
+    assert codes.shape == (3, 8) and (trained / "codes.logvar.npy").exists()
+    import textvae
+    m = textvae.load(trained / "runs" / "tiny")
+    assert m.decode(codes) == [p[1] for p in pairs[1:]]
+    assert run("encode", "items.txt", "--out", "codes.jsonl").exit_code == 0
+    recs = [json.loads(line) for line in (trained / "codes.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in recs] == ["apple", "river", "mango"]
+    assert np.allclose([r["mu"] for r in recs], codes, atol=1e-5)
+
+
+def test_cli_generate_strategies_and_near(trained):
+    for args in (["--strategy", "beam", "--beam", "3"], ["--top-k", "3"], ["--top-p", "0.9"], ["--greedy"],
+                 ["--near", "apple", "--radius", "0.5"], ["--repetition-penalty", "1.5"]):
+        r = run("generate", "-n", "12", "--seed", "1", *args)
+        assert r.exit_code == 0, (args, r.output)
+        assert len(r.stdout.splitlines()) == 12
+
+
+def test_cli_interpolate_options_and_pictures(trained):
+    r = run("interpolate", "apple", "river", "--steps", "9", "--unique", "--method", "slerp", "--out", "path.html")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    texts = [l.split("\t")[1] for l in lines]
+    assert all(a != b for a, b in zip(texts, texts[1:]))
+    page = (trained / "path.html").read_text()
+    assert "<table>" in page and page.count("<tr>") == len(lines)
+    r = run("interpolate", "--random", "--seed", "3", "--steps", "4")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 4
+    pytest.importorskip("matplotlib")
+    assert run("interpolate", "apple", "river", "--out", "path.png").exit_code == 0
+    assert (trained / "path.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_analogy_and_unknown_characters(trained):
+    r = run("analogy", "apple", "apples", "river")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 1
+    r = run("reconstruct", "app€le")
+    assert r.exit_code == 0 and "never saw" in r.stderr
+
+
+def test_cli_decoding_errors(trained):
+    assert "empty" in _one_clear_line(run("reconstruct", ""))
+    assert "nothing to read" in _one_clear_line(run("reconstruct"))
+    assert "two texts" in _one_clear_line(run("interpolate", "apple"))
+    assert "steps" in _one_clear_line(run("interpolate", "a", "b", "--steps", "1"))
+    assert ".npy or .jsonl" in _one_clear_line(run("encode", "missing.txt", "--out", "codes.csv"))
+    assert "empty" in _one_clear_line(run("generate", "--near", ""))

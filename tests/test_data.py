@@ -115,3 +115,21 @@ def test_length_bucketed_batches_cover_every_item_once():
     assert real / padded > 0.9
     tokens, lengths = data.batch(batches[0])
     assert ((tokens != PAD_ID).sum(dim=1) == lengths).all()
+
+
+def test_labels_stay_aligned_with_their_items(tmp_path):
+    p = tmp_path / "c.tsv"
+    p.write_text("text\tlabel\nhello\tpos\n\tneg\nbye now\tneg\nlonger than ten\tpos\nx\t\n")
+    c = read_corpus(str(p), label_column="label", max_len=10)
+    assert c.items == ["hello", "bye now", "x"]
+    assert c.labels == ["pos", "neg", ""]
+    w = read_corpus(str(p), label_column="label", unit="word")
+    assert list(zip(w.items, w.labels))[:4] == [("hello", "pos"), ("bye", "neg"), ("now", "neg"), ("longer", "pos")]
+
+
+def test_split_with_labels_keeps_pairs():
+    items = [f"item {i}" for i in range(500)]
+    labels = [str(i % 3) for i in range(500)]
+    tr, va, trl, val = split_valid(items, labels=labels)
+    assert all(lab == str(int(it.split()[1]) % 3) for it, lab in zip(va + tr, val + trl))
+    assert (tr, va) == split_valid(items)

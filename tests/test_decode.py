@@ -63,3 +63,71 @@ def test_encode_shape_and_decode_of_means_is_reconstruct(trained_run):
     mu = m.encode(["apple", "pear", "zzz"])
     assert mu.shape == (3, m.latent_dim)
     assert m.decode(mu) == m.reconstruct(["apple", "pear", "zzz"])
+
+
+from textvae.decode import beam_search, sequence_logprob  # noqa: E402
+
+
+def test_beam_of_one_is_greedy(trained_run):
+    m = textvae.load(trained_run)
+    z = m.sample_prior(64, seed=2)
+    greedy = decode_codes(m.model, z, max_len=20)
+    assert torch.equal(beam_search(m.model, z, beam=1, max_len=20, length_penalty=0.0), greedy)
+
+
+@pytest.mark.parametrize("beam", [2, 5, 10])
+def test_wider_beam_never_has_lower_log_probability_than_greedy(trained_run, beam):
+    m = textvae.load(trained_run)
+    z = m.sample_prior(64, seed=3) * 1.5
+    greedy = decode_codes(m.model, z, max_len=20)
+    beamed = beam_search(m.model, z, beam=beam, max_len=20, length_penalty=0.0)
+    lp_g, lp_b = sequence_logprob(m.model, z, greedy), sequence_logprob(m.model, z, beamed)
+    assert (lp_b >= lp_g - 1e-4).all()
+    assert (lp_b > lp_g + 1e-4).any()          # and it does find better sequences
+
+
+def test_beam_results_end_properly_and_decode(trained_run):
+    m = textvae.load(trained_run)
+    texts = m.generate(10, strategy="beam", beam=4, seed=0)
+    assert len(texts) == 10 and all(isinstance(t, str) for t in texts)
+    assert m.generate(10, strategy="beam", beam=4, seed=0) == texts
+
+
+def test_repetition_penalty_changes_nothing_at_one_and_something_above(trained_run):
+    m = textvae.load(trained_run)
+    z = m.sample_prior(50, seed=4)
+    assert m.decode(z, repetition_penalty=1.0) == m.decode(z)
+    assert m.decode(z, repetition_penalty=3.0) != m.decode(z)
+
+
+def test_near_sampling_stays_close_to_the_text(trained_run):
+    m = textvae.load(trained_run)
+    mu = m.encode(["apple"])[0]
+    close = m.sample_near("apple", 200, radius=0.1, seed=0).numpy()
+    far = m.sample_near("apple", 200, radius=3.0, seed=0).numpy()
+    d_close = ((close - mu) ** 2).sum(1).mean()
+    d_far = ((far - mu) ** 2).sum(1).mean()
+    assert d_close * 100 < d_far
+
+
+def test_slerp_and_lerp_agree_at_the_endpoints(trained_run):
+    m = textvae.load(trained_run)
+    a = m.interpolate("apple", "river", steps=5, method="lerp")
+    b = m.interpolate("apple", "river", steps=5, method="slerp")
+    assert (a[0], a[-1]) == (b[0], b[-1])
+    u = m.interpolate("apple", "apple", steps=6, unique=True)
+    assert len(u) == 1
+
+
+def test_analogy_of_a_text_with_itself_is_its_reconstruction(trained_run):
+    m = textvae.load(trained_run)
+    assert m.analogy("apple", "apple", "river") == m.reconstruct(["river"])[0]
+
+
+def test_encode_keeps_input_order_across_batches(trained_run):
+    m = textvae.load(trained_run)
+    texts = ["a" * (i % 13 + 1) + "pple" for i in range(50)]
+    whole = m.encode(texts)
+    small = m.encode(texts, batch_size=7)
+    assert abs(whole - small).max() < 1e-5
+    assert abs(whole[3] - m.encode([texts[3]])[0]).max() < 1e-5

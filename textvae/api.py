@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .decode import decode_codes, lerp, slerp
+from .decode import beam_search, decode_codes, lerp, slerp
 from .model import TextVAE
 from .tokenizer import CharTokenizer
 
@@ -55,28 +55,55 @@ class Model:
         return out
 
     @torch.no_grad()
-    def encode(self, texts: Sequence[str], return_logvar: bool = False):
-        """Posterior means (N, Z) of `texts` as a numpy array (and log-variances if asked)."""
+    def encode(self, texts: Sequence[str], return_logvar: bool = False, batch_size: int = 512):
+        """Posterior means (N, Z) of `texts`, in input order, as a numpy array (and log-variances if asked)."""
         if isinstance(texts, str):
             texts = [texts]
-        tokens, lengths = self.tokenizer.batch(list(texts))
-        mu, logvar = self.model.encode(tokens.to(self.device), lengths.to(self.device))
-        mu, logvar = mu.float().cpu().numpy(), logvar.float().cpu().numpy()
-        return (mu, logvar) if return_logvar else mu
+        texts = list(texts)
+        mus = np.zeros((len(texts), self.latent_dim), dtype=np.float32)
+        logvars = np.zeros_like(mus)
+        order = np.argsort([len(t) for t in texts], kind="stable")      # similar lengths together: little padding
+        for start in range(0, len(texts), batch_size):
+            index = order[start:start + batch_size]
+            tokens, lengths = self.tokenizer.batch([texts[i] for i in index])
+            mu, logvar = self.model.encode(tokens.to(self.device), lengths.to(self.device))
+            mus[index] = mu.float().cpu().numpy()
+            logvars[index] = logvar.float().cpu().numpy()
+        return (mus, logvars) if return_logvar else mus
 
     @torch.no_grad()
-    def decode(self, z, greedy: bool = True, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-               max_len: int | None = None, seed: int | None = None, batch_size: int = 4096) -> list[str]:
-        """Text for each code in z (N, Z)."""
+    def decode(self, z, strategy: str = "greedy", temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+               beam: int = 5, length_penalty: float = 1.0, repetition_penalty: float = 1.0,
+               max_len: int | None = None, seed: int | None = None, batch_size: int = 4096,
+               greedy: bool | None = None) -> list[str]:
+        """Text for each code in z (N, Z).
+
+        strategy: "greedy" (most likely character each step), "sample" (temperature, top-k, top-p) or
+        "beam" (beam search, `beam` wide, ranked by log-probability / length^length_penalty).
+        """
+        if greedy is not None:                       # shorthand: greedy=False means sample
+            strategy = "greedy" if greedy else "sample"
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+        if strategy == "sample" and temperature == 0:
+            strategy = "greedy"
         z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
         if z.dim() == 1:
             z = z.unsqueeze(0)
         gen = self._generator(seed)
         max_len = max_len or self.default_max_len
+        if strategy == "beam":
+            batch_size = max(1, batch_size // max(beam, 1))
         texts = []
         for start in range(0, len(z), batch_size):
-            ids = decode_codes(self.model, z[start:start + batch_size], max_len=max_len, greedy=greedy,
-                               temperature=temperature, top_k=top_k, top_p=top_p, generator=gen)
+            chunk = z[start:start + batch_size]
+            if strategy == "beam":
+                ids = beam_search(self.model, chunk, beam=beam, max_len=max_len, length_penalty=length_penalty,
+                                  repetition_penalty=repetition_penalty)
+            else:
+                ids = decode_codes(self.model, chunk, max_len=max_len, greedy=strategy == "greedy",
+                                   temperature=temperature, top_k=top_k, top_p=top_p,
+                                   repetition_penalty=repetition_penalty, generator=gen)
             texts.extend(self.tokenizer.decode(row) for row in ids.tolist())
         return texts
 
@@ -84,24 +111,49 @@ class Model:
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         return torch.randn((n, self.latent_dim), generator=gen)
 
-    def generate(self, n: int, temperature: float = 1.0, greedy: bool = False, top_k: int = 0, top_p: float = 1.0,
-                 max_len: int | None = None, seed: int | None = None) -> list[str]:
-        """`n` new items: codes drawn from the prior N(0, I), then decoded."""
-        z = self.sample_prior(n, seed)
-        return self.decode(z, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
-                           max_len=max_len, seed=None if seed is None else seed + 1)
+    def sample_near(self, text: str, n: int, radius: float = 1.0, seed: int | None = None) -> torch.Tensor:
+        """n codes around `text`'s posterior: mu + radius * sigma * eps."""
+        mu, logvar = self.encode([text], return_logvar=True)
+        eps = self.sample_prior(n, seed)
+        return torch.as_tensor(mu) + radius * torch.exp(0.5 * torch.as_tensor(logvar)) * eps
 
-    def reconstruct(self, texts: Sequence[str], max_len: int | None = None) -> list[str]:
-        """Greedy decoding of each text's posterior mean."""
-        return self.decode(self.encode(texts), greedy=True, max_len=max_len)
+    def generate(self, n: int, strategy: str = "sample", temperature: float = 1.0, top_k: int = 0,
+                 top_p: float = 1.0, beam: int = 5, length_penalty: float = 1.0, repetition_penalty: float = 1.0,
+                 max_len: int | None = None, seed: int | None = None, near: str | None = None,
+                 radius: float = 1.0, greedy: bool | None = None) -> list[str]:
+        """`n` new items: codes drawn from the prior N(0, I) (or around `near`'s posterior), then decoded."""
+        z = self.sample_near(near, n, radius, seed) if near is not None else self.sample_prior(n, seed)
+        return self.decode(z, strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, beam=beam,
+                           length_penalty=length_penalty, repetition_penalty=repetition_penalty, max_len=max_len,
+                           seed=None if seed is None else seed + 1, greedy=greedy)
 
-    def interpolate(self, a: str, b: str, steps: int = 5, method: str = "lerp", max_len: int | None = None) -> list[str]:
-        """Homotopy (Bowman et al. 2016, section 5): decode `steps` points between the codes of a and b."""
+    def reconstruct(self, texts: Sequence[str], max_len: int | None = None, **decoding) -> list[str]:
+        """Decode each text's posterior mean (greedily unless told otherwise)."""
+        return self.decode(self.encode(texts), max_len=max_len, **decoding)
+
+    def analogy(self, a: str, b: str, c: str, **decoding) -> str:
+        """Latent arithmetic: decode z_b - z_a + z_c ("a is to b as c is to ?")."""
+        mu = self.encode([a, b, c])
+        return self.decode(mu[1] - mu[0] + mu[2], **decoding)[0]
+
+    def interpolate(self, a, b, steps: int = 5, method: str = "lerp", max_len: int | None = None,
+                    unique: bool = False, **decoding) -> list[str]:
+        """Homotopy (Bowman et al. 2016, section 5): decode `steps` points between two codes.
+
+        a, b: texts (their posterior means are used) or codes. `unique` drops a step identical to the one
+        before it."""
         if steps < 2:
             raise ValueError("steps must be at least 2")
-        mu = torch.as_tensor(self.encode([a, b]))
-        path = (slerp if method == "slerp" else lerp)(mu[0], mu[1], steps)
-        return self.decode(path, greedy=True, max_len=max_len)
+        za, zb = (torch.as_tensor(self.encode([x])[0]) if isinstance(x, str) else torch.as_tensor(np.asarray(x)).float()
+                  for x in (a, b))
+        path = (slerp if method == "slerp" else lerp)(za, zb, steps)
+        texts = self.decode(path, max_len=max_len, **decoding)
+        if unique:
+            texts = [t for i, t in enumerate(texts) if i == 0 or t != texts[i - 1]]
+        return texts
+
+
+STRATEGIES = ("greedy", "sample", "beam")
 
 
 def load(path, device: str = "cpu") -> Model:

@@ -307,44 +307,209 @@ def _summary(final: dict, out_dir: Path) -> None:
     err.print(f"checkpoints: {out_dir / 'best.safetensors'} (best), {out_dir / 'last.safetensors'} (last)")
 
 
+# ---------------------------------------------------------------------------- decoding options
+
+def decoding_options(f):
+    """The options every decoding command shares."""
+    options = [
+        click.option("--strategy", type=click.Choice(["greedy", "sample", "beam"]), default=None,
+                     help="How to pick characters [default: sample for generate, greedy otherwise]."),
+        click.option("--greedy", is_flag=True, help="Same as --strategy greedy."),
+        click.option("--temperature", "-t", type=click.FloatRange(0), default=1.0, show_default=True,
+                     help="Sampling temperature; 0 is greedy."),
+        click.option("--top-k", type=click.IntRange(0), default=0, show_default=True,
+                     help="Sample among the k best characters (0: all)."),
+        click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+                     help="Nucleus sampling: the smallest set of characters with this much probability."),
+        click.option("--beam", type=click.IntRange(1, 256), default=5, show_default=True, help="Beam width (--strategy beam)."),
+        click.option("--length-penalty", type=click.FloatRange(0), default=1.0, show_default=True,
+                     help="Beam ranking: log-probability / length^this (0: raw log-probability)."),
+        click.option("--repetition-penalty", type=click.FloatRange(1.0), default=1.0, show_default=True,
+                     help="Discourage characters already emitted (Keskar et al. 2019); 1: off."),
+        click.option("--seed", type=int, help="Seed: the same seed prints the same items."),
+        click.option("--max-len", type=click.IntRange(1), help="Longest item, in characters [default: from the training data]."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _decoding(opts: dict, default: str) -> dict:
+    strategy = opts.pop("strategy") or default
+    if opts.pop("greedy"):
+        strategy = "greedy"
+    return {"strategy": strategy, "temperature": opts.pop("temperature"), "top_k": opts.pop("top_k"),
+            "top_p": opts.pop("top_p"), "beam": opts.pop("beam"), "length_penalty": opts.pop("length_penalty"),
+            "repetition_penalty": opts.pop("repetition_penalty"), "max_len": opts.pop("max_len")}
+
+
+MODEL_OPTION = click.option("--model", "model_path",
+                            help="Checkpoint file or run directory [default: the last one trained here].")
+
+
 # ---------------------------------------------------------------------------- generate
 
 @cli.command()
-@click.option("--model", "model_path", help="Checkpoint file or run directory [default: the last one trained here].")
+@MODEL_OPTION
 @click.option("-n", "--num", type=click.IntRange(1), default=10, show_default=True, help="How many items.")
-@click.option("--temperature", "-t", type=click.FloatRange(0), default=1.0, show_default=True,
-              help="Sampling temperature; 0 is greedy.")
-@click.option("--greedy", is_flag=True, help="Take the most likely character at every step.")
-@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True, help="Sample among the k best characters (0: all).")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
-              help="Nucleus sampling: the smallest set of characters with this much probability.")
-@click.option("--seed", type=int, help="Seed: the same seed prints the same items.")
-@click.option("--max-len", type=click.IntRange(1), help="Longest item, in characters [default: from the training data].")
-def generate(model_path, num, temperature, greedy, top_k, top_p, seed, max_len):
-    """Sample new items: codes from the prior, decoded one per line."""
+@decoding_options
+@click.option("--near", help="Sample codes around this text's posterior instead of from the prior.")
+@click.option("--radius", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="With --near: how many posterior standard deviations to wander.")
+@click.option("--stats", is_flag=True, help="Also report (on stderr) how many samples are new, copied or repeated.")
+def generate(model_path, num, near, radius, stats, **opts):
+    """Sample new items: codes from the prior (or near a text), decoded one per line."""
+    if near is not None:
+        _check_nonempty([near])
+    seed = opts.pop("seed")
+    dec = _decoding(opts, "sample")
     m = _load(model_path)
-    for text in m.generate(num, temperature=temperature, greedy=greedy or temperature == 0, top_k=top_k, top_p=top_p,
-                           max_len=max_len, seed=seed):
+    if near is not None:
+        _check_texts(m, [near])
+    texts = m.generate(num, seed=seed, near=near, radius=radius, **dec)
+    for text in texts:
         click.echo(text)
+    if stats:
+        from .metrics import sample_report
+        train_items = _training_items(m, None)
+        r = sample_report(texts, train_items or set())
+        novelty = (f"{r['new']:.1%} new, {r['copied']:.1%} copies of training items; " if train_items is not None
+                   else "training corpus not found, novelty unknown; ")
+        err.print(f"{len(texts)} samples: {novelty}{r['duplicates']:.1%} duplicates; "
+                  f"distinct-1 {r['distinct_1']:.3f}, distinct-2 {r['distinct_2']:.3f}; mean length {r['mean_length']:.1f}")
 
 
-# ---------------------------------------------------------------------------- interpolate
+# ---------------------------------------------------------------------------- reconstruct, encode
+
+def _texts_from(texts, file, m=None) -> list[str]:
+    from .data import read_corpus
+    items = list(texts)
+    if file:
+        items += read_corpus(file).items
+    if not items:
+        raise UserError("nothing to read: give texts, or --file FILE")
+    _check_nonempty(items)
+    return items
+
+
+@cli.command()
+@click.argument("texts", nargs=-1)
+@click.option("--file", "file", help="Also every line of this file.")
+@MODEL_OPTION
+@decoding_options
+def reconstruct(texts, file, model_path, **opts):
+    """Encode each text and decode its posterior mean: input, a tab, then its reconstruction."""
+    items = _texts_from(texts, file)
+    seed = opts.pop("seed")
+    dec = _decoding(opts, "greedy")
+    m = _load(model_path)
+    _check_texts(m, items)
+    for a, b in zip(items, m.reconstruct(items, seed=seed, **dec)):
+        click.echo(f"{a}\t{b}")
+
+
+@cli.command()
+@click.argument("file")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="codes.npy (an array, N x latent_dim) or codes.jsonl (one object per item).")
+@click.option("--logvar", is_flag=True, help="Also the posterior log-variances (.npy: a second file NAME.logvar.npy).")
+@click.option("--column", help="Text column of a table file.")
+@MODEL_OPTION
+def encode(file, out_path, logvar, column, model_path):
+    """Posterior means of every item of FILE, in input order."""
+    import json as _json
+
+    import numpy as np
+
+    from .data import read_corpus
+    out = Path(out_path)
+    if out.suffix not in (".npy", ".jsonl"):
+        raise UserError(f"--out must end in .npy or .jsonl, not {out.suffix or 'nothing'}")
+    m = _load(model_path)
+    items = read_corpus(file, unit=m.extra.get("unit") or "line", column=column).items
+    unknown = m.unknown_chars(items)
+    if unknown:
+        err.print(f"[yellow]warning:[/] {len(unknown)} characters never seen in training map to <unk>")
+    mu, lv = m.encode(items, return_logvar=True)
+    if out.suffix == ".npy":
+        np.save(out, mu)
+        if logvar:
+            np.save(out.with_suffix(".logvar.npy"), lv)
+    elif out.suffix == ".jsonl":
+        with open(out, "w", encoding="utf-8") as f:
+            for i, text in enumerate(items):
+                rec = {"text": text, "mu": [round(float(x), 6) for x in mu[i]]}
+                if logvar:
+                    rec["logvar"] = [round(float(x), 6) for x in lv[i]]
+                f.write(_json.dumps(rec, ensure_ascii=False) + "\n")
+    err.print(f"wrote {len(items):,} codes of dimension {mu.shape[1]} to {_plain(str(out))}")
+
+
+# ---------------------------------------------------------------------------- interpolate, analogy
+
+@cli.command()
+@click.argument("a", required=False)
+@click.argument("b", required=False)
+@MODEL_OPTION
+@click.option("--steps", type=click.IntRange(2), default=7, show_default=True, help="Points on the path, endpoints included.")
+@click.option("--method", type=click.Choice(["lerp", "slerp"]), default="lerp", show_default=True,
+              help="Straight line, or great circle (White 2016), between the two codes.")
+@click.option("--unique", is_flag=True, help="Drop a step whose text is the same as the step before.")
+@click.option("--random", "random_ends", is_flag=True, help="Between two codes drawn from the prior instead of A and B.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False),
+              help="Also draw the path: .html or .png, changed characters highlighted.")
+@decoding_options
+def interpolate(a, b, model_path, steps, method, unique, random_ends, out_path, **opts):
+    """Decode the points between the codes of A and B (Bowman et al. 2016, section 5), one line per step."""
+    if not random_ends:
+        if a is None or b is None:
+            raise UserError("give two texts A and B, or --random")
+        _check_nonempty([a, b])
+    if out_path and Path(out_path).suffix.lower() not in (".html", ".png"):
+        raise UserError("--out must end in .html or .png")
+    seed = opts.pop("seed")
+    dec = _decoding(opts, "greedy")
+    m = _load(model_path)
+    if random_ends:
+        z = m.sample_prior(2, seed)
+        ends = (z[0], z[1])
+    else:
+        _check_texts(m, [a, b])
+        ends = (a, b)
+    texts = m.interpolate(*ends, steps=steps, method=method, seed=seed, **dec)
+    fractions = [i / (steps - 1) for i in range(steps)]
+    if unique:
+        keep = [i for i in range(steps) if i == 0 or texts[i] != texts[i - 1]]
+        texts, fractions = [texts[i] for i in keep], [fractions[i] for i in keep]
+    for f, text in zip(fractions, texts):
+        click.echo(f"{f:.2f}\t{text}")
+    if out_path:
+        from .render import interpolation_html, interpolation_png
+        path = Path(out_path)
+        if path.suffix.lower() == ".html":
+            path.write_text(interpolation_html(texts, fractions), encoding="utf-8")
+        else:
+            try:
+                interpolation_png(texts, fractions, path)
+            except ImportError:
+                raise UserError("a .png needs matplotlib: pip install 'textvae[plot]' (or use .html)") from None
+        err.print(f"wrote {_plain(str(path))}")
+
 
 @cli.command()
 @click.argument("a")
 @click.argument("b")
-@click.option("--model", "model_path", help="Checkpoint file or run directory [default: the last one trained here].")
-@click.option("--steps", type=click.IntRange(2), default=7, show_default=True, help="Points on the path, endpoints included.")
-@click.option("--method", type=click.Choice(["lerp", "slerp"]), default="lerp", show_default=True,
-              help="Straight line, or great circle, between the two codes.")
-@click.option("--max-len", type=click.IntRange(1), help="Longest item, in characters.")
-def interpolate(a, b, model_path, steps, method, max_len):
-    """Decode the points between the codes of A and B (Bowman et al. 2016, section 5), one line per step."""
-    _check_nonempty([a, b])
+@click.argument("c")
+@MODEL_OPTION
+@decoding_options
+def analogy(a, b, c, model_path, **opts):
+    """Latent arithmetic: decode z_B - z_A + z_C ("A is to B as C is to ?")."""
+    _check_nonempty([a, b, c])
+    seed = opts.pop("seed")
+    dec = _decoding(opts, "greedy")
     m = _load(model_path)
-    _check_texts(m, [a, b])
-    for i, text in enumerate(m.interpolate(a, b, steps=steps, method=method, max_len=max_len)):
-        click.echo(f"{i / (steps - 1):.2f}\t{text}")
+    _check_texts(m, [a, b, c])
+    click.echo(m.analogy(a, b, c, seed=seed, **dec))
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -481,6 +646,58 @@ def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, 
     if json_path:
         Path(json_path).write_text(_json.dumps(results if baseline else results[0], indent=2) + "\n")
         err.print(f"wrote {_plain(json_path)}")
+
+
+# ---------------------------------------------------------------------------- plot
+
+@cli.command()
+@click.argument("run", required=False)
+@click.option("--data", "data_path", help="Held-out items to map [default: the run's validation items].")
+@click.option("--column", help="Text column of a table file.")
+@click.option("--label", "label_column", help="Colour the map by this column of a table file (default: by length).")
+@click.option("--limit", type=click.IntRange(2), default=3000, show_default=True, help="Items on the map, at most.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Where to write the PNGs [default: RUN].")
+def plot(run, data_path, column, label_column, limit, out_dir):
+    """Write PNGs of RUN: training curves, and a PCA map of held-out items' posterior means."""
+    import json as _json
+    try:
+        from . import plot as plots
+        plots._pyplot()
+    except ImportError:
+        raise UserError("textvae plot needs matplotlib: pip install 'textvae[plot]'") from None
+    from .data import read_corpus, split_valid
+    run_dir = _model_path(run)
+    run_dir = run_dir if run_dir.is_dir() else run_dir.parent
+    if not (run_dir / "metrics.jsonl").is_file():
+        raise UserError(f"{run_dir} is not a run directory (no metrics.jsonl)")
+    out = Path(out_dir) if out_dir else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    written = [plots.training_curves(run_dir, out / "curves.png")]
+    m = _load(str(run_dir))
+    info = _json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    unit = info.get("unit", "line")
+    if data_path:
+        corpus = read_corpus(data_path, unit=unit, column=column, label_column=label_column)
+        items, labels = corpus.items, corpus.labels
+    elif info.get("valid_corpus"):
+        corpus = read_corpus(info["valid_corpus"], unit=unit, column=info.get("column"), label_column=label_column)
+        items, labels = corpus.items, corpus.labels
+    elif info.get("corpus") and (info["corpus"].startswith("hf:") or Path(info["corpus"]).is_file()):
+        corpus = read_corpus(info["corpus"], unit=unit, column=info.get("column"), label_column=label_column)
+        if label_column:
+            _, items, _, labels = split_valid(corpus.items, labels=corpus.labels)
+        else:
+            items, labels = split_valid(corpus.items)[1], None
+    else:
+        raise UserError("no held-out items at hand: pass --data FILE")
+    items, labels = items[:limit], (labels[:limit] if labels else None)
+    if not m.model.config.lm:
+        mu = m.encode(items) if len(items) <= 4096 else __import__("numpy").concatenate(
+            [m.encode(items[i:i + 4096]) for i in range(0, len(items), 4096)])
+        written.append(plots.latent_map(mu, items, out / "latent_map.png", labels=labels,
+                                        title=f"posterior means of {len(items):,} held-out items (PCA)"))
+    for path in written:
+        click.echo(str(path))
 
 
 def main():

@@ -32,6 +32,7 @@ class DataError(Exception):
 class Corpus:
     items: list[str]
     name: str
+    labels: list[str] | None = None   # one per item, when a label column was read
     skipped_blank: int = 0
     skipped_long: int = 0
     notes: list[str] = field(default_factory=list)
@@ -67,12 +68,18 @@ def resolve_corpus(source: str) -> tuple[str, str | None]:
 
 
 def read_corpus(source: str, unit: str = "line", column: str | None = None,
-                max_len: int | None = None, encoding: str = "utf-8", errors: str = "strict") -> Corpus:
-    """Items of `source`, one per line (or word), blank ones and ones over `max_len` skipped."""
+                max_len: int | None = None, encoding: str = "utf-8", errors: str = "strict",
+                label_column: str | None = None) -> Corpus:
+    """Items of `source`, one per line (or word), blank ones and ones over `max_len` skipped.
+
+    With `label_column` (tables and datasets only) each item keeps the label of its row;
+    rows with a missing label get the label "" (the caller decides what to do with them).
+    """
     if unit not in ("line", "word"):
         raise DataError(f"unknown unit {unit!r}: use 'line' or 'word'")
+    row_labels = None
     if source.startswith("hf:"):
-        lines = _read_hub(source[3:], column)
+        lines, row_labels = _read_hub(source[3:], column, label_column)
     else:
         path = Path(source)
         if not path.exists():
@@ -81,13 +88,13 @@ def read_corpus(source: str, unit: str = "line", column: str | None = None,
             raise DataError(f"{source} is a directory, not a file")
         suffix = path.suffix.lower()
         if suffix in TABLE_SUFFIXES:
-            lines = _read_table(path, suffix, column, encoding, errors)
+            lines, row_labels = _read_table(path, suffix, column, encoding, errors, label_column)
         else:
-            if column is not None:
-                raise DataError(f"--column applies to CSV/TSV/JSONL/Parquet files, not to {path.name}")
+            if column is not None or label_column is not None:
+                raise DataError(f"--column and --label apply to CSV/TSV/JSONL/Parquet files, not to {path.name}")
             lines = _read_lines(path, encoding, errors)
-    corpus = Corpus(items=[], name=corpus_name(source))
-    for line in lines:
+    corpus = Corpus(items=[], name=corpus_name(source), labels=[] if row_labels is not None else None)
+    for row, line in enumerate(lines):
         if line is None:
             corpus.skipped_blank += 1
             continue
@@ -101,6 +108,8 @@ def read_corpus(source: str, unit: str = "line", column: str | None = None,
                 corpus.skipped_long += 1
             else:
                 corpus.items.append(item)
+                if row_labels is not None:
+                    corpus.labels.append(row_labels[row])
     if not corpus.items:
         why = f" ({corpus.skipped_long} longer than --max-len {max_len})" if corpus.skipped_long else ""
         raise DataError(f"no items to read in {source}{why}")
@@ -147,7 +156,17 @@ def _pick_column(columns: Sequence[str], column: str | None, where: str) -> str:
     raise DataError(f"{where} has several columns ({', '.join(map(str, columns))}): choose one with --column")
 
 
-def _read_table(path: Path, suffix: str, column: str | None, encoding: str, errors: str) -> list[str | None]:
+def _cell(v) -> str | None:
+    return None if v is None or v == "" else str(v)
+
+
+def _label_of(v) -> str:
+    return "" if v is None else str(v).strip()
+
+
+def _read_table(path: Path, suffix: str, column: str | None, encoding: str, errors: str,
+                label_column: str | None = None) -> tuple[list[str | None], list[str] | None]:
+    """Text cells of the chosen column (None where empty), and the label cells if asked for."""
     if suffix == ".parquet":
         import pyarrow.parquet as pq
         try:
@@ -155,11 +174,16 @@ def _read_table(path: Path, suffix: str, column: str | None, encoding: str, erro
         except Exception:
             raise DataError(f"{path} is not a readable Parquet file") from None
         col = _pick_column(schema.names, column, path.name)
-        values = pq.read_table(path, columns=[col]).column(col).to_pylist()
-        return [None if v is None else str(v) for v in values]
+        cols = [col]
+        if label_column is not None:
+            cols.append(_pick_column(schema.names, label_column, path.name))
+        table = pq.read_table(path, columns=cols)
+        texts = [_cell(v) for v in table.column(col).to_pylist()]
+        labels = [_label_of(v) for v in table.column(label_column).to_pylist()] if label_column else None
+        return texts, labels
     text = _decode_bytes(_read_bytes(path), path, encoding, errors)
     if suffix in (".jsonl", ".json"):
-        rows, col = [], None
+        rows, labels, col = [], [], None
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
@@ -171,11 +195,13 @@ def _read_table(path: Path, suffix: str, column: str | None, encoding: str, erro
                 raise DataError(f"{path} line {number} is not a JSON object")
             if col is None:
                 col = _pick_column(list(obj), column, path.name)
-            v = obj.get(col)
-            rows.append(None if v is None else str(v))
+                if label_column is not None:
+                    _pick_column(list(obj), label_column, path.name)
+            rows.append(_cell(obj.get(col)))
+            labels.append(_label_of(obj.get(label_column)) if label_column else "")
         if col is None:
             raise DataError(f"no items to read in {path}")
-        return rows
+        return rows, (labels if label_column else None)
     delimiter = "\t" if suffix == ".tsv" else ","
     quoting = csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL
     reader = csv.reader(text.splitlines(), delimiter=delimiter, quoting=quoting)
@@ -184,10 +210,16 @@ def _read_table(path: Path, suffix: str, column: str | None, encoding: str, erro
         raise DataError(f"no items to read in {path}")
     col = _pick_column(header, column, path.name)
     j = header.index(col)
-    return [row[j] if j < len(row) and row[j] != "" else None for row in reader]
+    rows = list(reader)
+    texts = [_cell(row[j]) if j < len(row) else None for row in rows]
+    if label_column is None:
+        return texts, None
+    k = header.index(_pick_column(header, label_column, path.name))
+    return texts, [_label_of(row[k]) if k < len(row) else "" for row in rows]
 
 
-def _read_hub(spec: str, column: str | None) -> list[str | None]:
+def _read_hub(spec: str, column: str | None, label_column: str | None = None
+              ) -> tuple[list[str | None], list[str] | None]:
     """`NAME[:CONFIG]` from the Hugging Face Hub (or a local dataset script/folder)."""
     name, _, config = spec.partition(":")
     try:
@@ -196,25 +228,35 @@ def _read_hub(spec: str, column: str | None) -> list[str | None]:
     except Exception as e:  # the library raises many types; the user needs one line
         raise DataError(f"cannot load dataset {name!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     col = _pick_column(ds.column_names, column, f"dataset {name}")
-    return [None if v is None else str(v) for v in ds[col]]
+    texts = [_cell(v) for v in ds[col]]
+    if label_column is None:
+        return texts, None
+    lab = _pick_column(ds.column_names, label_column, f"dataset {name}")
+    return texts, [_label_of(v) for v in ds[lab]]
 
 
-def split_valid(items: Sequence[str], fraction: float = 0.05) -> tuple[list[str], list[str]]:
-    """Deterministic split: an item goes to validation by the md5 of its own text.
-
-    No seed is involved, so a line's split never changes between runs or machines.
-    Tiny corpora keep at least one validation item.
-    """
+def in_valid_split(item: str, fraction: float = 0.05) -> bool:
+    """Whether `item` belongs to the validation split: decided by the md5 of its own text."""
     buckets = max(2, round(1 / fraction))
-    train, valid = [], []
-    for item in items:
-        h = int(hashlib.md5(item.encode("utf-8", "surrogatepass")).hexdigest(), 16)
-        (valid if h % buckets == 1 else train).append(item)
-    if not valid and len(train) > 1:
-        valid.append(train.pop())
-    if not train:
-        train = list(valid)
-    return train, valid
+    return int(hashlib.md5(item.encode("utf-8", "surrogatepass")).hexdigest(), 16) % buckets == 1
+
+
+def split_valid(items: Sequence[str], fraction: float = 0.05, labels: Sequence[str] | None = None):
+    """Deterministic split into (train, valid) by `in_valid_split`; no seed is involved, so a line's
+    split never changes between runs or machines. Tiny corpora keep at least one validation item.
+    With `labels`, returns (train, valid, train_labels, valid_labels)."""
+    flags = [in_valid_split(item, fraction) for item in items]
+    if not any(flags) and len(items) > 1:
+        flags[-1] = True
+    if all(flags):
+        flags = [False] * len(items) if len(items) == 1 else flags
+    train = [x for x, f in zip(items, flags) if not f] or list(items)
+    valid = [x for x, f in zip(items, flags) if f]
+    if labels is None:
+        return train, valid
+    train_labels = [x for x, f in zip(labels, flags) if not f] or list(labels)
+    valid_labels = [x for x, f in zip(labels, flags) if f]
+    return train, valid, train_labels, valid_labels
 
 
 class EncodedItems:

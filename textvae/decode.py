@@ -28,9 +28,25 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return logits
 
 
+def penalize_repeats(logits: torch.Tensor, out: torch.Tensor, t: int, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty (Keskar et al. 2019) on the characters already emitted: their positive
+    scores are divided by `penalty` and their negative ones multiplied by it."""
+    if penalty == 1.0 or t == 0:
+        return logits
+    seen = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, out[:, :t], True)
+    seen[:, PAD_ID] = False
+    return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+
+def _mask_specials(logits: torch.Tensor) -> torch.Tensor:
+    logits[:, PAD_ID] = float("-inf")                   # never emit padding or <bos>
+    logits[:, BOS_ID] = float("-inf")
+    return logits
+
+
 @torch.no_grad()
 def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: bool = True,
-                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """Decode codes z (N, Z) into ids (N, max_len), padded with <pad> after each <eos>."""
     N = z.shape[0]
@@ -41,9 +57,7 @@ def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: boo
     state = model.initial_state(z)
     for t in range(max_len):
         logits, state = model.step(z, prev, state)       # (N, V)
-        logits = logits.float()
-        logits[:, PAD_ID] = float("-inf")               # never emit padding or <bos>
-        logits[:, BOS_ID] = float("-inf")
+        logits = penalize_repeats(_mask_specials(logits.float()), out, t, repetition_penalty)
         if greedy or temperature == 0:
             nxt = logits.argmax(dim=-1)
         else:
@@ -56,6 +70,75 @@ def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: boo
             break
         prev = nxt
     return out
+
+
+@torch.no_grad()
+def sequence_logprob(model: TextVAE, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """log p(ids | z) for decoded rows (N, T) that end in <eos> (or are cut at T): (N,)."""
+    from .model import decoder_inputs
+    logits = model.decode(z, decoder_inputs(ids)).float()
+    logp = _mask_specials(logits.reshape(-1, logits.shape[-1])).log_softmax(-1).view_as(logits)
+    picked = logp.gather(2, ids.unsqueeze(2)).squeeze(2)                   # (N, T)
+    return picked.masked_fill(ids == PAD_ID, 0.0).sum(dim=1)
+
+
+def _state_index(state, index: torch.Tensor):
+    if isinstance(state, tuple):
+        return tuple(s[:, index] for s in state)
+    return state[:, index]
+
+
+@torch.no_grad()
+def beam_search(model: TextVAE, z: torch.Tensor, beam: int = 5, max_len: int = 64, length_penalty: float = 1.0,
+                repetition_penalty: float = 1.0) -> torch.Tensor:
+    """Beam search for each code in z (N, Z), all codes and beams in one batch: ids (N, max_len).
+
+    Hypotheses are ranked by log p(x|z) / len(x)^length_penalty (0: plain log-probability; 1: per
+    character). Finished hypotheses stay in the beam with their score frozen. The greedy decoding of
+    each code is also a candidate, so a wider beam never ends below greedy by that same ranking.
+    """
+    N, W = z.shape[0], beam
+    device = z.device
+    V = model.config.vocab_size
+    zb = z.repeat_interleave(W, dim=0)                                      # (N*W, Z)
+    state = model.initial_state(zb)
+    out = torch.full((N * W, max_len), PAD_ID, dtype=torch.long, device=device)
+    prev = torch.full((N * W,), BOS_ID, dtype=torch.long, device=device)
+    score = torch.zeros(N, W, device=device)
+    score[:, 1:] = float("-inf")                                            # all beams start as one
+    done = torch.zeros(N * W, dtype=torch.bool, device=device)
+    lengths = torch.zeros(N * W, device=device)
+    for t in range(max_len):
+        logits, state = model.step(zb, prev, state)
+        logp = penalize_repeats(_mask_specials(logits.float()), out, t, repetition_penalty).log_softmax(-1)
+        # a finished hypothesis can only be extended by padding, at no cost
+        logp = torch.where(done.unsqueeze(1), torch.full_like(logp, float("-inf")), logp)
+        logp[:, PAD_ID] = torch.where(done, 0.0, float("-inf"))
+        cand = (score.view(N * W, 1) + logp).view(N, W * V)
+        score, flat = cand.topk(W, dim=1)                                   # (N, W)
+        src = (flat // V) + torch.arange(N, device=device).unsqueeze(1) * W  # parent rows, (N, W)
+        tok = (flat % V).view(-1)
+        src = src.view(-1)
+        state = _state_index(state, src)
+        out = out[src]
+        out[:, t] = tok
+        lengths = lengths[src] + (~done[src]).float()
+        done = done[src] | (tok == EOS_ID)
+        prev = tok.masked_fill(tok == PAD_ID, EOS_ID)
+        if bool(done.all()):
+            break
+    norm = score.view(-1) / lengths.clamp_min(1).pow(length_penalty)
+    norm = norm.view(N, W)
+    best = norm.argmax(dim=1) + torch.arange(N, device=device) * W
+    result = out[best]
+    # never worse than greedy by the same ranking
+    greedy = decode_codes(model, z, max_len=max_len, greedy=True, repetition_penalty=repetition_penalty)
+    if repetition_penalty == 1.0:
+        g_len = ((greedy != PAD_ID).sum(dim=1)).clamp_min(1).float()
+        g_score = sequence_logprob(model, z, greedy) / g_len.pow(length_penalty)
+        take = g_score > norm.max(dim=1).values + 1e-6
+        result[take] = greedy[take]
+    return result
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
