@@ -136,3 +136,79 @@ def load(path, device: str | torch.device = "cpu") -> tuple[TextVAE, CharTokeniz
     model.load_state_dict(tensors)
     model.to(device).eval()
     return model, tokenizer, extra
+
+
+# -- resumable training state ------------------------------------------------------
+
+RESUME_FORMAT = "textvae-resume"
+RESUME_NAME = "resume.safetensors"
+
+
+def save_training_state(path, model: TextVAE, optimizer: torch.optim.Optimizer, tokenizer: CharTokenizer,
+                        state: dict, extra: dict) -> Path:
+    """Everything needed to continue training exactly: weights, Adam's moments, the random state and
+    the loop's position (`state`), as tensors and JSON (no pickle)."""
+    tensors = {f"model.{k}": v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    osd = optimizer.state_dict()
+    for idx, slots in osd["state"].items():
+        for name, value in slots.items():
+            value = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"optim.{idx}.{name}"] = value.detach().to("cpu").contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    metadata = {
+        "format": RESUME_FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "model_config": json.dumps(model.config.to_dict()),
+        "tokenizer": json.dumps(tokenizer.to_dict(), ensure_ascii=False),
+        "param_groups": json.dumps(osd["param_groups"]),
+        "state": json.dumps(state),
+        "extra": json.dumps(extra, ensure_ascii=False),
+    }
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    return Path(path)
+
+
+def load_training_state(path) -> dict:
+    """The parts of a resume file, checked: model, tokenizer, optimizer state dict, rng, state, extra."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / RESUME_NAME
+    if not p.is_file():
+        raise CheckpointError(f"no resumable state at {path} (training saves {RESUME_NAME} when it is "
+                              "interrupted and at the end of every epoch)")
+    try:
+        with open(p, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n <= 0 or n > min(p.stat().st_size - 8, 100_000_000):
+                raise ValueError
+            meta = json.loads(f.read(n)).get("__metadata__") or {}
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
+        raise CheckpointError(f"{p} is not a textvae resume file") from None
+    if meta.get("format") != RESUME_FORMAT or meta.get("format_version") != str(FORMAT_VERSION):
+        raise CheckpointError(f"{p} is not a textvae resume file of version {FORMAT_VERSION}")
+    try:
+        config = ModelConfig.from_dict(json.loads(meta["model_config"]))
+        tokenizer = CharTokenizer.from_dict(json.loads(meta["tokenizer"]))
+        param_groups = json.loads(meta["param_groups"])
+        state = json.loads(meta["state"])
+        extra = json.loads(meta["extra"])
+        tensors = load_file(p, device="cpu")
+    except (KeyError, TypeError, ValueError, SafetensorError, OSError, RuntimeError) as e:
+        raise CheckpointError(f"{p} is damaged: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}") from None
+    with torch.device("meta"):
+        skeleton = TextVAE(config)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    if {k: tuple(v.shape) for k, v in weights.items()} != expected:
+        raise CheckpointError(f"{p} does not match its configuration")
+    model = TextVAE(config)
+    model.load_state_dict(weights)
+    optim_state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            optim_state.setdefault(int(idx), {})[name] = value
+    return {"model": model, "tokenizer": tokenizer, "optimizer": {"state": optim_state, "param_groups": param_groups},
+            "rng": tensors.get("rng.torch"), "rng_cuda": tensors.get("rng.cuda"), "state": state, "extra": extra}

@@ -140,7 +140,8 @@ def _graceful_stop():
 # ---------------------------------------------------------------------------- train
 
 @cli.command()
-@click.argument("corpus")
+@click.argument("corpus", required=False)
+@click.option("--resume", "resume_run", type=click.Path(), help="Continue an interrupted run (its directory) where it stopped.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [default: runs/<corpus name>].")
 @click.option("--valid", "valid_path", help="Validation file [default: 5% of CORPUS, chosen by a hash of each item].")
 @click.option("--unit", type=click.Choice(["line", "word"]), default="line", show_default=True,
@@ -179,46 +180,42 @@ def _graceful_stop():
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
 @click.option("--force", is_flag=True, help="Replace a run already in the output directory.")
-def train(corpus, out, valid_path, unit, column, max_len, encoding, errors, cell, embed_dim, hidden_dim, latent_dim,
+@click.pass_context
+def train(ctx, corpus, resume_run, out, valid_path, unit, column, max_len, encoding, errors, cell, embed_dim, hidden_dim, latent_dim,
           layers, bidirectional, z_every_step, lm, epochs, steps, minutes, batch_size, lr, kl_schedule, kl_warmup, beta,
           free_bits, word_dropout, clip, seed, device, amp, force):
     """Train a VAE on CORPUS: a UTF-8 text file (one item per line), a CSV/TSV/JSONL/Parquet file with
-    --column, a folder holding train.txt (and valid.txt), or hf:NAME[:CONFIG] for a Hugging Face dataset."""
+    --column, a folder holding train.txt (and valid.txt), or hf:NAME[:CONFIG] for a Hugging Face dataset.
+    Ctrl-C saves a resumable state; `textvae train --resume RUN` continues it."""
     import torch
 
-    from .data import EncodedItems, read_corpus, resolve_corpus, split_valid
+    from .checkpoint import load_training_state
+    from .data import EncodedItems
     from .model import ModelConfig, TextVAE
     from .tokenizer import CharTokenizer
     from .train import TrainConfig, TrainingError, pick_device
     from .train import train as run_training
 
-    source, folder_valid = resolve_corpus(corpus)
+    if resume_run:
+        _resume(ctx, resume_run, epochs, steps, minutes)
+        return
+    if not corpus:
+        raise UserError("give a CORPUS to train on (or --resume RUN)")
+    source, folder_valid = resolve_corpus_arg(corpus)
     valid_path = valid_path or folder_valid
-    data = read_corpus(source, unit=unit, column=column, max_len=max_len, encoding=encoding, errors=errors)
-    name = data.name
+    train_items, valid_items, name, note = _training_split(source, valid_path, unit, column, max_len, encoding, errors)
     out_dir = Path(out) if out else Path("runs") / name
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a directory")
-    holds_run = out_dir.is_dir() and any((out_dir / f).exists() for f in ("last.safetensors", "best.safetensors", "run.json"))
+    holds_run = out_dir.is_dir() and any((out_dir / f).exists() for f in RUN_FILES)
     if holds_run and not force:
         raise UserError(f"{out_dir} already holds a run: pass --force to replace it, or --out DIR")
     try:
         torch_device = pick_device(device)
     except TrainingError as e:
         raise UserError(str(e)) from None
-
-    if valid_path:
-        valid_corpus = read_corpus(valid_path, unit=unit, column=column, max_len=max_len, encoding=encoding, errors=errors)
-        train_items, valid_items = data.items, valid_corpus.items
-    else:
-        train_items, valid_items = split_valid(data.items)
-    skipped = []
-    if data.skipped_long:
-        skipped.append(f"{data.skipped_long:,} longer than --max-len {max_len}")
-    if data.skipped_blank:
-        skipped.append(f"{data.skipped_blank:,} blank")
     err.print(f"corpus [bold]{_plain(name)}[/]: {len(train_items):,} training and {len(valid_items):,} validation "
-              f"{'words' if unit == 'word' else 'items'}" + (f" (skipped {', '.join(skipped)})" if skipped else ""))
+              f"{'words' if unit == 'word' else 'items'}{note}")
 
     tokenizer = CharTokenizer.fit(train_items)
     model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=hidden_dim,
@@ -232,11 +229,55 @@ def train(corpus, out, valid_path, unit, column, max_len, encoding, errors, cell
     train_data = EncodedItems(train_items, tokenizer)
     valid_data = EncodedItems(valid_items, tokenizer)
     info = {"corpus": source, "valid_corpus": valid_path, "unit": unit, "column": column, "max_len": max_len,
-            "longest_item": int(train_data.lengths.max()), "textvae_version": __version__}
+            "encoding": encoding, "errors": errors, "longest_item": int(train_data.lengths.max()),
+            "corpus_md5": _items_md5(train_items), "textvae_version": __version__}
 
     if holds_run:
-        for f in ("best.safetensors", "last.safetensors", "metrics.jsonl", "run.json"):
+        for f in RUN_FILES:
             (out_dir / f).unlink(missing_ok=True)
+    _check_writable(out_dir)
+    kind = "language model" if lm else "VAE"
+    err.print(f"training a {cell.upper()} {kind} on {torch_device} "
+              f"({sum(p.numel() for p in model.parameters()):,} parameters) into [bold]{_plain(str(out_dir))}[/]")
+    final = _drive_training(run_training, model, tokenizer, train_data, valid_data, cfg, out_dir, info)
+    _finish(final, out_dir)
+
+
+RUN_FILES = ("best.safetensors", "last.safetensors", "resume.safetensors", "metrics.jsonl", "run.json")
+
+
+def resolve_corpus_arg(corpus: str):
+    from .data import resolve_corpus
+    return resolve_corpus(corpus)
+
+
+def _items_md5(items) -> str:
+    import hashlib
+    h = hashlib.md5()
+    for item in items:
+        h.update(item.encode("utf-8", "surrogatepass") + b"\n")
+    return h.hexdigest()
+
+
+def _training_split(source, valid_path, unit, column, max_len, encoding, errors):
+    """Training and validation items, the corpus name, and a note of what was skipped."""
+    from .data import read_corpus, split_valid
+    data = read_corpus(source, unit=unit, column=column, max_len=max_len, encoding=encoding, errors=errors)
+    if valid_path:
+        valid_corpus = read_corpus(valid_path, unit=unit, column=column, max_len=max_len, encoding=encoding, errors=errors)
+        train_items, valid_items = data.items, valid_corpus.items
+    else:
+        train_items, valid_items = split_valid(data.items)
+    skipped = []
+    if data.skipped_long:
+        skipped.append(f"{data.skipped_long:,} longer than --max-len {max_len}")
+    if data.skipped_blank:
+        skipped.append(f"{data.skipped_blank:,} blank")
+    note = f" (skipped {', '.join(skipped)})" if skipped else ""
+    return train_items, valid_items, data.name, note
+
+
+def _check_writable(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".write-test"
@@ -245,15 +286,45 @@ def train(corpus, out, valid_path, unit, column, max_len, encoding, errors, cell
     except OSError as e:
         raise UserError(f"cannot write to {out_dir}: {e.strerror}") from None
 
-    kind = "language model" if lm else "VAE"
-    err.print(f"training a {cell.upper()} {kind} on {torch_device} "
-              f"({sum(p.numel() for p in model.parameters()):,} parameters) into [bold]{_plain(str(out_dir))}[/]")
-    final = _drive_training(run_training, model, tokenizer, train_data, valid_data, cfg, out_dir, info)
+
+def _resume(ctx, run: str, epochs, steps, minutes) -> None:
+    """Continue the run in directory `run` from its resume.safetensors."""
+    from .checkpoint import load_training_state
+    from .data import EncodedItems
+    from .train import TrainConfig
+    from .train import train as run_training
+    run_dir = Path(run)
+    saved = load_training_state(run_dir)
+    info = dict(saved["extra"])
+    cfg_dict = dict(info.pop("train_config"))
+    given = {name: value for name, value, key in (("epochs", epochs, "epochs"), ("max_steps", steps, "steps"),
+                                                  ("max_minutes", minutes, "minutes"))
+             if ctx.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE}
+    cfg = TrainConfig.from_dict({**cfg_dict, **given})
+    train_items, valid_items, name, _ = _training_split(info["corpus"], info.get("valid_corpus"), info.get("unit", "line"),
+                                                        info.get("column"), info.get("max_len"),
+                                                        info.get("encoding", "utf-8"), info.get("errors", "strict"))
+    if info.get("corpus_md5") and _items_md5(train_items) != info["corpus_md5"]:
+        raise UserError(f"the corpus {info['corpus']} changed since this run started: cannot resume it exactly")
+    tokenizer = saved["tokenizer"]
+    _check_writable(run_dir)
+    err.print(f"resuming [bold]{_plain(str(run_dir))}[/] at step {saved['state']['step']:,} "
+              f"(epoch {saved['state']['epoch']})")
+    final = _drive_training(run_training, saved["model"], tokenizer, EncodedItems(train_items, tokenizer),
+                            EncodedItems(valid_items, tokenizer), cfg, run_dir, info, resume=saved)
+    _finish(final, run_dir)
+
+
+def _finish(final: dict, out_dir: Path) -> None:
     Path(LAST_RUN_FILE).write_text(str(out_dir.resolve()) + "\n", encoding="utf-8")
+    if final.get("reason") == "interrupted":
+        err.print(f"[yellow]interrupted at step {final['step']:,}:[/] saved {_plain(str(out_dir / 'last.safetensors'))} "
+                  f"and a resumable state; continue with: textvae train --resume {_plain(str(out_dir))}")
+        sys.exit(130)
     _summary(final, out_dir)
 
 
-def _drive_training(run_training, *args) -> dict:
+def _drive_training(run_training, *args, resume=None) -> dict:
     from .train import TrainingError
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
@@ -262,10 +333,11 @@ def _drive_training(run_training, *args) -> dict:
     with _graceful_stop() as stop, progress:
         task = None
         try:
-            for ev in run_training(*args, stop=stop):
+            for ev in run_training(*args, stop=stop, resume=resume):
                 kind = ev["event"]
                 if kind == "start":
-                    task = progress.add_task("train", total=ev["total_steps"], stats="")
+                    task = progress.add_task("train", total=ev["total_steps"], stats="",
+                                             completed=ev.get("resumed_at") or 0)
                 elif kind == "step":
                     if ev["step"] % 5 == 0 or ev["step"] == 1:
                         progress.update(task, completed=ev["step"], description=f"epoch {ev['epoch']}",
@@ -275,13 +347,15 @@ def _drive_training(run_training, *args) -> dict:
                     progress.update(task, completed=ev["step"])
                     line = (f"epoch {ev['epoch']}: valid -ELBO {ev['nll_elbo']:.3f}/item "
                             f"({ev['nats_per_char']:.3f} nats/char), rec {ev['recon']:.3f}, KL {ev['kl']:.3f}, "
-                            f"AU {ev['active_units']}")
+                            f"MI {ev.get('mi', 0):.2f}, AU {ev['active_units']}")
                     if "exact" in ev:
                         line += f", exact {100 * ev['exact']:.1f}%"
                     progress.console.print(line + ("  [green]best[/]" if ev["best"] else ""))
-                    if ev.get("active_units", 1) == 0 and ev["kl"] < 0.1 and not args[0].config.lm:
-                        progress.console.print("[yellow]warning: the code is unused (posterior collapse): try "
-                                               "--free-bits 0.5, --word-dropout 0.5 or --kl-schedule cyclical[/]")
+                    if (ev.get("active_units", 1) == 0 or ev["kl"] < 0.1) and not args[0].config.lm:
+                        progress.console.print(
+                            f"[yellow]warning: posterior collapse: the code is barely used (KL {ev['kl']:.3f} nats, "
+                            f"{ev.get('active_units', 0)} active units, MI {ev.get('mi', 0):.3f}); remedies: "
+                            "--free-bits 0.5, --word-dropout 0.5, --kl-schedule cyclical[/]")
                 elif kind == "done":
                     final = ev
         except TrainingError as e:

@@ -14,7 +14,7 @@ import torch
 
 from . import checkpoint
 from .data import EncodedItems
-from .metrics import evaluate_elbo, reconstruction_stats
+from .metrics import evaluate_elbo, posterior_stats, reconstruction_stats
 from .model import TextVAE, decoder_inputs
 from .objective import KLSchedule, character_dropout, elbo_terms
 from .tokenizer import CharTokenizer
@@ -71,12 +71,16 @@ def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
 
 def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, valid_data: EncodedItems,
           cfg: TrainConfig, run_dir: Path, info: dict | None = None,
-          stop: threading.Event | None = None) -> Iterator[dict]:
+          stop: threading.Event | None = None, resume: dict | None = None) -> Iterator[dict]:
     """Train `model`, writing checkpoints and metrics into `run_dir`; yields one dict per event:
 
     {"event": "start", ...}, {"event": "step", "step", "epoch", "loss", "recon", "kl", "beta"},
     {"event": "valid", ...validation metrics...}, {"event": "done", "reason", "best", ...}.
-    Setting `stop` ends training at the next step boundary, with a checkpoint saved.
+
+    Setting `stop` ends training at the next step boundary and saves a resumable state
+    (resume.safetensors) beside the last checkpoint. `resume` (from checkpoint.load_training_state)
+    continues such a run where it stopped: same weights, optimiser moments, random state, batch
+    order and schedule step, so the result is the same as if it had never stopped.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -91,10 +95,20 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
     per_epoch = math.ceil(len(train_data) / cfg.batch_size)
     total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * per_epoch
     info = dict(info or {})
-    (run_dir / "run.json").write_text(json.dumps({
-        "model_config": model.config.to_dict(), "train_config": cfg.to_dict(), **info,
-        "train_items": len(train_data), "valid_items": len(valid_data),
-    }, indent=2, ensure_ascii=False) + "\n")
+    # where the loop stands: enough to pick it up again exactly
+    pos = {"step": 0, "epoch": 1, "batch": 0, "best_nll": None, "best_metrics": {}, "skipped": 0, "elapsed": 0.0}
+    if resume is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+        pos.update(resume["state"])
+        if resume.get("rng") is not None:
+            torch.set_rng_state(resume["rng"])
+        if resume.get("rng_cuda") is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(resume["rng_cuda"])
+    else:
+        (run_dir / "run.json").write_text(json.dumps({
+            "model_config": model.config.to_dict(), "train_config": cfg.to_dict(), **info,
+            "train_items": len(train_data), "valid_items": len(valid_data),
+        }, indent=2, ensure_ascii=False) + "\n")
     log = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
     pin = device.type == "cuda"
 
@@ -103,86 +117,109 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
         log.flush()
 
     def save(name: str, extra: dict) -> Path:
-        return checkpoint.save(run_dir / name, model, tokenizer,
-                               {"train_config": cfg.to_dict(), **info, **extra})
+        return checkpoint.save(run_dir / name, model, tokenizer, {"train_config": cfg.to_dict(), **info, **extra})
 
-    start_time = time.monotonic()
-    step, epoch, bad_steps, skipped = 0, 0, 0, 0
-    best_nll = math.inf
-    best_metrics: dict = {}
+    def save_resume() -> None:
+        pos["elapsed"] = elapsed()
+        checkpoint.save_training_state(run_dir / checkpoint.RESUME_NAME, model, optimizer, tokenizer, dict(pos),
+                                       {"train_config": cfg.to_dict(), **info})
+
+    start_time = time.monotonic() - pos["elapsed"]
+
+    def elapsed() -> float:
+        return time.monotonic() - start_time
+
+    bad_steps = 0
     reason = "finished"
     yield {"event": "start", "total_steps": total_steps, "steps_per_epoch": per_epoch, "device": str(device),
-           "parameters": sum(p.numel() for p in model.parameters()), "amp": str(amp) if amp else None}
+           "parameters": sum(p.numel() for p in model.parameters()), "amp": str(amp) if amp else None,
+           "resumed_at": pos["step"] if resume is not None else None}
     try:
-        while step < total_steps and reason == "finished":
-            epoch += 1
+        while pos["step"] < total_steps and reason == "finished":
             model.train()
             chars_seen, epoch_start = 0, time.monotonic()
-            for index in train_data.batch_indices(cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch):
-                if step >= total_steps:
+            batches = train_data.batch_indices(cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + pos["epoch"])
+            while pos["batch"] < len(batches):
+                if pos["step"] >= total_steps:
                     break
                 if stop is not None and stop.is_set():
                     reason = "interrupted"
                     break
-                if cfg.max_minutes is not None and time.monotonic() - start_time > cfg.max_minutes * 60:
+                if cfg.max_minutes is not None and elapsed() > cfg.max_minutes * 60:
                     reason = "time limit"
                     break
-                tokens, lengths = train_data.batch(index)
+                tokens, lengths = train_data.batch(batches[pos["batch"]])
+                pos["batch"] += 1
                 if pin:
                     tokens, lengths = tokens.pin_memory(), lengths.pin_memory()
                 tokens = tokens.to(device, non_blocking=True)
                 lengths = lengths.to(device, non_blocking=True)
-                beta = schedule(step)
+                beta = schedule(pos["step"])
                 inputs = character_dropout(decoder_inputs(tokens), cfg.word_dropout)
                 with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                     out = model(tokens, lengths, inputs=inputs)
                     terms = elbo_terms(out.logits, tokens, out.mu, out.logvar, beta, free_bits)
                 loss = terms["loss"]
-                if not torch.isfinite(loss):
+                optimizer.zero_grad(set_to_none=True)
+                finite = bool(torch.isfinite(loss))
+                if finite:
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        scaler.unscale_(optimizer)
+                    else:
+                        loss.backward()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                    finite = bool(torch.isfinite(grad_norm)) or scaler is not None
+                if not finite:                      # a NaN/inf loss or gradient: skip the update, keep the weights
                     bad_steps += 1
-                    skipped += 1
+                    pos["skipped"] += 1
                     optimizer.zero_grad(set_to_none=True)
+                    write_log({"kind": "skipped", "step": pos["step"], "epoch": pos["epoch"]})
                     if bad_steps >= cfg.max_bad_steps:
-                        raise TrainingError(f"the loss was not finite for {bad_steps} steps in a row; "
-                                            "try a lower --lr")
+                        raise TrainingError(f"the loss or its gradient was not finite for {bad_steps} steps in a "
+                                            "row; the weights were kept; try a lower --lr")
                     continue
                 bad_steps = 0
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
                 if scaler is not None:
                     scaler.step(optimizer)
                     scaler.update()
                 else:
                     optimizer.step()
-                step += 1
+                pos["step"] += 1
+                step = pos["step"]
                 chars_seen += int(lengths.sum())
-                event = {"event": "step", "step": step, "epoch": epoch, "loss": float(loss.detach()),
+                event = {"event": "step", "step": step, "epoch": pos["epoch"], "loss": float(loss.detach()),
                          "recon": float(terms["recon"].detach()), "kl": float(terms["kl"].detach()), "beta": beta,
                          "chars_per_s": chars_seen / max(time.monotonic() - epoch_start, 1e-9)}
                 if step % cfg.log_every == 0 or step == 1:
                     write_log({"kind": "step", **{k: v for k, v in event.items() if k != "event"},
-                               "grad_norm": float(grad_norm), "time": time.monotonic() - start_time})
+                               "grad_norm": float(grad_norm), "time": elapsed()})
                 yield event
-            # -- validation at the end of every epoch (and of an interrupted one) --------
+            if reason == "interrupted":
+                # no validation: save at once, so that resuming gives the uninterrupted run's weights
+                save("last.safetensors", {"epoch": pos["epoch"], "step": pos["step"], "interrupted": True})
+                save_resume()
+                break
+            # -- validation at the end of every epoch (or when the step or time budget runs out) --------
             metrics = evaluate_elbo(model, valid_data, seed=cfg.seed, autocast_dtype=amp)
+            metrics.update(posterior_stats(model, valid_data, seed=cfg.seed))
             if cfg.recon_items and not model.config.lm:
                 metrics.update(reconstruction_stats(model, valid_data, limit=cfg.recon_items))
-            metrics.update({"epoch": epoch, "step": step, "time": time.monotonic() - start_time,
-                            "skipped_steps": skipped})
-            improved = metrics["nll_elbo"] < best_nll
-            extra = {"epoch": epoch, "step": step, "valid": metrics}
+            metrics.update({"epoch": pos["epoch"], "step": pos["step"], "time": elapsed(),
+                            "skipped_steps": pos["skipped"]})
+            improved = pos["best_nll"] is None or metrics["nll_elbo"] < pos["best_nll"]
+            extra = {"epoch": pos["epoch"], "step": pos["step"], "valid": metrics}
             save("last.safetensors", extra)
             if improved:
-                best_nll, best_metrics = metrics["nll_elbo"], metrics
+                pos["best_nll"], pos["best_metrics"] = metrics["nll_elbo"], metrics
                 save("best.safetensors", extra)
+            if pos["batch"] >= len(batches):
+                pos["epoch"] += 1
+                pos["batch"] = 0
+            save_resume()
             write_log({"kind": "epoch", **metrics, "best": improved})
             yield {"event": "valid", **metrics, "best": improved}
     finally:
         log.close()
-    yield {"event": "done", "reason": reason, "step": step, "epoch": epoch, "best": best_metrics,
-           "time": time.monotonic() - start_time, "run_dir": str(run_dir)}
+    yield {"event": "done", "reason": reason, "step": pos["step"], "epoch": pos["epoch"], "best": pos["best_metrics"],
+           "time": elapsed(), "run_dir": str(run_dir)}
