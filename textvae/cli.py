@@ -164,6 +164,7 @@ def _graceful_stop():
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True, help="Passes over the training items.")
 @click.option("--steps", type=click.IntRange(1), help="Stop after this many optimiser steps instead.")
 @click.option("--minutes", type=click.FloatRange(0, min_open=True), help="Stop (and save) after this much time.")
+@click.option("--patience", type=click.IntRange(1), help="Early stopping: stop after this many epochs without a better validation -ELBO.")
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True, help="Items per step.")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True, help="Adam learning rate.")
 @click.option("--kl-schedule", type=click.Choice(["constant", "linear", "logistic", "cyclical"]), default="linear",
@@ -182,7 +183,7 @@ def _graceful_stop():
 @click.option("--force", is_flag=True, help="Replace a run already in the output directory.")
 @click.pass_context
 def train(ctx, corpus, resume_run, out, valid_path, unit, column, max_len, encoding, errors, cell, embed_dim, hidden_dim, latent_dim,
-          layers, bidirectional, z_every_step, lm, epochs, steps, minutes, batch_size, lr, kl_schedule, kl_warmup, beta,
+          layers, bidirectional, z_every_step, lm, epochs, steps, minutes, patience, batch_size, lr, kl_schedule, kl_warmup, beta,
           free_bits, word_dropout, clip, seed, device, amp, force):
     """Train a VAE on CORPUS: a UTF-8 text file (one item per line), a CSV/TSV/JSONL/Parquet file with
     --column, a folder holding train.txt (and valid.txt), or hf:NAME[:CONFIG] for a Hugging Face dataset.
@@ -196,6 +197,7 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, max_len, encod
     from .train import TrainConfig, TrainingError, pick_device
     from .train import train as run_training
 
+    _start_distributed(device)
     if resume_run:
         _resume(ctx, resume_run, epochs, steps, minutes)
         return
@@ -210,6 +212,7 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, max_len, encod
     holds_run = out_dir.is_dir() and any((out_dir / f).exists() for f in RUN_FILES)
     if holds_run and not force:
         raise UserError(f"{out_dir} already holds a run: pass --force to replace it, or --out DIR")
+    _barrier()                              # every process has looked before the first one writes
     try:
         torch_device = pick_device(device)
     except TrainingError as e:
@@ -221,7 +224,7 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, max_len, encod
     model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=hidden_dim,
                             latent_dim=latent_dim, num_layers=layers, bidirectional=bidirectional,
                             z_every_step=z_every_step, lm=lm)
-    cfg = TrainConfig(epochs=epochs, max_steps=steps, max_minutes=minutes, batch_size=batch_size, lr=lr,
+    cfg = TrainConfig(epochs=epochs, max_steps=steps, max_minutes=minutes, patience=patience, batch_size=batch_size, lr=lr,
                       clip=clip, kl_schedule=kl_schedule, kl_warmup=kl_warmup, beta=beta, free_bits=free_bits,
                       word_dropout=word_dropout, seed=seed, device=device, amp=amp)
     torch.manual_seed(seed)
@@ -232,15 +235,44 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, max_len, encod
             "encoding": encoding, "errors": errors, "longest_item": int(train_data.lengths.max()),
             "corpus_md5": _items_md5(train_items), "textvae_version": __version__}
 
-    if holds_run:
+    if holds_run and _is_main():
         for f in RUN_FILES:
             (out_dir / f).unlink(missing_ok=True)
-    _check_writable(out_dir)
+    if _is_main():
+        _check_writable(out_dir)
     kind = "language model" if lm else "VAE"
     err.print(f"training a {cell.upper()} {kind} on {torch_device} "
               f"({sum(p.numel() for p in model.parameters()):,} parameters) into [bold]{_plain(str(out_dir))}[/]")
     final = _drive_training(run_training, model, tokenizer, train_data, valid_data, cfg, out_dir, info)
     _finish(final, out_dir)
+
+
+def _start_distributed(device: str) -> None:
+    """Under torchrun (WORLD_SIZE > 1): join the process group; only rank 0 talks."""
+    import os
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return
+    import torch
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        use_nccl = device != "cpu" and torch.cuda.is_available()
+        if use_nccl:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if use_nccl else "gloo")
+    if dist.get_rank() != 0:
+        err.quiet = True
+
+
+def _is_main() -> bool:
+    import torch.distributed as dist
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 RUN_FILES = ("best.safetensors", "last.safetensors", "resume.safetensors", "metrics.jsonl", "run.json")
@@ -316,6 +348,8 @@ def _resume(ctx, run: str, epochs, steps, minutes) -> None:
 
 
 def _finish(final: dict, out_dir: Path) -> None:
+    if not _is_main():
+        return
     Path(LAST_RUN_FILE).write_text(str(out_dir.resolve()) + "\n", encoding="utf-8")
     if final.get("reason") == "interrupted":
         err.print(f"[yellow]interrupted at step {final['step']:,}:[/] saved {_plain(str(out_dir / 'last.safetensors'))} "

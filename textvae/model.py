@@ -149,11 +149,18 @@ class TextVAE(nn.Module):
         return self.to_logits(out[:, 0]), state
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, inputs: torch.Tensor | None = None,
-                sample: bool = True, generator: torch.Generator | None = None) -> VAEOutput:
+                sample: bool = True, generator: torch.Generator | None = None,
+                eps: torch.Tensor | None = None) -> VAEOutput:
         """tokens (B, T) = c1 .. cn <eos> padded; `inputs` lets the caller pass corrupted decoder inputs
-        (character dropout); `sample=False` decodes from the posterior mean."""
+        (character dropout); `eps` (B, Z) the noise of the reparameterisation; `sample=False` decodes
+        from the posterior mean."""
         mu, logvar = self.encode(tokens, lengths)
-        z = reparameterize(mu, logvar, generator) if sample and not self.config.lm else mu
+        if not sample or self.config.lm:
+            z = mu
+        elif eps is not None:
+            z = mu + torch.exp(0.5 * logvar) * eps.to(mu.dtype)
+        else:
+            z = reparameterize(mu, logvar, generator)
         if inputs is None:
             inputs = decoder_inputs(tokens)
         logits = self.decode(z, inputs, lengths)

@@ -69,14 +69,37 @@ def reconstruction_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return nll.view(B, T).sum(dim=1)
 
 
-def elbo_terms(logits, targets, mu, logvar, beta: float, free_bits: float = 0.0) -> dict[str, torch.Tensor]:
-    """The loss to minimise and its parts, averaged over the batch (per item).
+def elbo_terms(logits, targets, mu, logvar, beta: float, free_bits: float = 0.0,
+               total_items: int | None = None, all_reduce=None) -> dict[str, torch.Tensor]:
+    """The loss to minimise and its parts, per item.
 
     loss = recon + beta * KL', where KL' is the KL with each dimension's batch mean held at no
-    less than `free_bits` nats (Kingma et al. 2016). `kl` is the true KL, for reporting.
+    less than `free_bits` nats (Kingma et al. 2016): a dimension below the threshold costs the
+    constant `free_bits` and feels no pull. `kl` is the true KL, for reporting.
+
+    Data-parallel training passes the global batch size `total_items` and an `all_reduce` (sum over
+    processes, no gradient): the sums here are then this process's share of the global batch, the
+    free-bits decision uses the global per-dimension KL, and the loss is scaled so that averaging
+    the processes' gradients gives exactly the gradient of the whole batch.
     """
-    recon = reconstruction_nll(logits, targets).mean()
-    kl_dim = kl_divergence(mu.float(), logvar.float()).mean(dim=0)          # (Z,)
-    kl = kl_dim.sum()
-    kl_obj = torch.clamp(kl_dim, min=free_bits).sum() if free_bits > 0 else kl
-    return {"loss": recon + beta * kl_obj, "recon": recon, "kl": kl}
+    B = targets.shape[0]
+    n = total_items or B
+    recon_sum = reconstruction_nll(logits, targets).sum()
+    kl_dim_sum = kl_divergence(mu.float(), logvar.float()).sum(dim=0)                 # (Z,)
+    global_kl_dim = kl_dim_sum.detach().clone()
+    global_recon = recon_sum.detach().clone()
+    if all_reduce is not None:
+        all_reduce(global_kl_dim)
+        all_reduce(global_recon)
+    global_kl_dim = global_kl_dim / n
+    if free_bits > 0:
+        active = (global_kl_dim > free_bits).float()                                 # (Z,) dimensions above lambda
+        kl_obj = (kl_dim_sum * active).sum() / n + (free_bits * (1 - active)).sum()
+        kl_obj_global = (global_kl_dim * active).sum() + (free_bits * (1 - active)).sum()
+    else:
+        kl_obj = kl_dim_sum.sum() / n
+        kl_obj_global = global_kl_dim.sum()
+    # `loss` is this process's share (times the number of processes, the trainer's business);
+    # `objective` is the whole batch's value, for reporting.
+    return {"loss": recon_sum / n + beta * kl_obj, "objective": global_recon / n + beta * kl_obj_global,
+            "recon": global_recon / n, "kl": global_kl_dim.sum()}

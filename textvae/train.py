@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from . import checkpoint
@@ -37,6 +39,7 @@ class TrainConfig:
     device: str = "auto"            # auto | cpu | cuda
     amp: bool = True                # bf16/fp16 autocast on CUDA
     recon_items: int = 1000         # validation items greedily reconstructed each epoch
+    patience: int | None = None     # stop after this many epochs without a better validation -ELBO
     log_every: int = 20             # steps between per-step lines in metrics.jsonl
     max_bad_steps: int = 20         # stop after this many non-finite losses in a row
 
@@ -51,6 +54,14 @@ class TrainConfig:
 
 class TrainingError(Exception):
     """Training cannot go on (for example, the loss kept being NaN)."""
+
+
+def distributed_rank_world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) unless torch.distributed is running."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def pick_device(name: str) -> torch.device:
@@ -83,12 +94,26 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
     order and schedule step, so the result is the same as if it had never stopped.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    rank, world = distributed_rank_world()
+    main = rank == 0                        # only the first process writes files
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
     amp = autocast_dtype(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
     torch.manual_seed(cfg.seed)
     model.to(device)
+    net = model
+    all_reduce = None
+    if world > 1:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        all_reduce = dist.all_reduce
+        if cfg.batch_size < world:
+            raise TrainingError(f"--batch-size {cfg.batch_size} is smaller than the {world} processes")
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     schedule = KLSchedule(cfg.kl_schedule, cfg.kl_warmup, cfg.beta)
     free_bits = 0.0 if model.config.lm else cfg.free_bits
@@ -96,7 +121,8 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
     total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * per_epoch
     info = dict(info or {})
     # where the loop stands: enough to pick it up again exactly
-    pos = {"step": 0, "epoch": 1, "batch": 0, "best_nll": None, "best_metrics": {}, "skipped": 0, "elapsed": 0.0}
+    pos = {"step": 0, "epoch": 1, "batch": 0, "best_nll": None, "best_metrics": {}, "skipped": 0, "elapsed": 0.0,
+           "stale": 0}
     if resume is not None:
         optimizer.load_state_dict(resume["optimizer"])
         pos.update(resume["state"])
@@ -104,24 +130,27 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
             torch.set_rng_state(resume["rng"])
         if resume.get("rng_cuda") is not None and device.type == "cuda":
             torch.cuda.set_rng_state(resume["rng_cuda"])
-    else:
+    elif main:
         (run_dir / "run.json").write_text(json.dumps({
             "model_config": model.config.to_dict(), "train_config": cfg.to_dict(), **info,
             "train_items": len(train_data), "valid_items": len(valid_data),
         }, indent=2, ensure_ascii=False) + "\n")
-    log = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+    log = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if main else None
     pin = device.type == "cuda"
 
     def write_log(record: dict) -> None:
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+        if main:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
 
-    def save(name: str, extra: dict) -> Path:
-        return checkpoint.save(run_dir / name, model, tokenizer, {"train_config": cfg.to_dict(), **info, **extra})
+    def save(name: str, extra: dict) -> None:
+        if main:
+            checkpoint.save(run_dir / name, model, tokenizer, {"train_config": cfg.to_dict(), **info, **extra})
 
     def save_resume() -> None:
         pos["elapsed"] = elapsed()
-        checkpoint.save_training_state(run_dir / checkpoint.RESUME_NAME, model, optimizer, tokenizer, dict(pos),
+        if main:
+            checkpoint.save_training_state(run_dir / checkpoint.RESUME_NAME, model, optimizer, tokenizer, dict(pos),
                                        {"train_config": cfg.to_dict(), **info})
 
     start_time = time.monotonic() - pos["elapsed"]
@@ -131,9 +160,17 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
 
     bad_steps = 0
     reason = "finished"
+    def agree(*flags: bool) -> list[bool]:
+        """Every process takes the same decision: true for all if true for any."""
+        if world == 1:
+            return list(flags)
+        t = torch.tensor([float(f) for f in flags], device=device)
+        all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return [bool(v) for v in t.tolist()]
+
     yield {"event": "start", "total_steps": total_steps, "steps_per_epoch": per_epoch, "device": str(device),
            "parameters": sum(p.numel() for p in model.parameters()), "amp": str(amp) if amp else None,
-           "resumed_at": pos["step"] if resume is not None else None}
+           "resumed_at": pos["step"] if resume is not None else None, "world_size": world}
     try:
         while pos["step"] < total_steps and reason == "finished":
             model.train()
@@ -142,26 +179,40 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
             while pos["batch"] < len(batches):
                 if pos["step"] >= total_steps:
                     break
-                if stop is not None and stop.is_set():
+                stopping, out_of_time = agree(stop is not None and stop.is_set(),
+                                              cfg.max_minutes is not None and elapsed() > cfg.max_minutes * 60)
+                if stopping:
                     reason = "interrupted"
                     break
-                if cfg.max_minutes is not None and elapsed() > cfg.max_minutes * 60:
+                if out_of_time:
                     reason = "time limit"
                     break
-                tokens, lengths = train_data.batch(batches[pos["batch"]])
+                # Every process builds the whole batch and draws its randomness (character dropout, the
+                # reparameterisation noise) from the same generator, then keeps its own rows: the result
+                # does not depend on how many processes share the work.
+                index = batches[pos["batch"]]
                 pos["batch"] += 1
+                tokens, lengths = train_data.batch(index)
+                batch_chars = int(lengths.sum())
+                inputs = character_dropout(decoder_inputs(tokens), cfg.word_dropout)
+                eps = torch.randn(len(index), model.config.latent_dim)
+                if world > 1:
+                    rows = torch.from_numpy(np.array_split(np.arange(len(index)), world)[rank])
+                    tokens, lengths, inputs, eps = tokens[rows], lengths[rows], inputs[rows], eps[rows]
                 if pin:
-                    tokens, lengths = tokens.pin_memory(), lengths.pin_memory()
+                    tokens, lengths, inputs = tokens.pin_memory(), lengths.pin_memory(), inputs.pin_memory()
                 tokens = tokens.to(device, non_blocking=True)
                 lengths = lengths.to(device, non_blocking=True)
+                inputs = inputs.to(device, non_blocking=True)
+                eps = eps.to(device, non_blocking=True)
                 beta = schedule(pos["step"])
-                inputs = character_dropout(decoder_inputs(tokens), cfg.word_dropout)
                 with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                    out = model(tokens, lengths, inputs=inputs)
-                    terms = elbo_terms(out.logits, tokens, out.mu, out.logvar, beta, free_bits)
-                loss = terms["loss"]
+                    out = net(tokens, lengths, inputs=inputs, eps=eps)
+                    terms = elbo_terms(out.logits, tokens, out.mu, out.logvar, beta, free_bits,
+                                       total_items=len(index), all_reduce=all_reduce)
+                loss = terms["loss"] * world          # DDP averages gradients; the sum over processes is wanted
                 optimizer.zero_grad(set_to_none=True)
-                finite = bool(torch.isfinite(loss))
+                finite = bool(torch.isfinite(terms["objective"]))
                 if finite:
                     if scaler is not None:
                         scaler.scale(loss).backward()
@@ -187,8 +238,8 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
                     optimizer.step()
                 pos["step"] += 1
                 step = pos["step"]
-                chars_seen += int(lengths.sum())
-                event = {"event": "step", "step": step, "epoch": pos["epoch"], "loss": float(loss.detach()),
+                chars_seen += batch_chars
+                event = {"event": "step", "step": step, "epoch": pos["epoch"], "loss": float(terms["objective"]),
                          "recon": float(terms["recon"].detach()), "kl": float(terms["kl"].detach()), "beta": beta,
                          "chars_per_s": chars_seen / max(time.monotonic() - epoch_start, 1e-9)}
                 if step % cfg.log_every == 0 or step == 1:
@@ -212,7 +263,12 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
             save("last.safetensors", extra)
             if improved:
                 pos["best_nll"], pos["best_metrics"] = metrics["nll_elbo"], metrics
+                pos["stale"] = 0
                 save("best.safetensors", extra)
+            else:
+                pos["stale"] = pos.get("stale", 0) + 1
+                if cfg.patience is not None and pos["stale"] >= cfg.patience:
+                    reason = "early stop"
             if pos["batch"] >= len(batches):
                 pos["epoch"] += 1
                 pos["batch"] = 0
@@ -220,6 +276,7 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
             write_log({"kind": "epoch", **metrics, "best": improved})
             yield {"event": "valid", **metrics, "best": improved}
     finally:
-        log.close()
+        if log is not None:
+            log.close()
     yield {"event": "done", "reason": reason, "step": pos["step"], "epoch": pos["epoch"], "best": pos["best_metrics"],
            "time": elapsed(), "run_dir": str(run_dir)}
