@@ -198,3 +198,11 @@ def test_cli_decoding_errors(trained):
     assert "steps" in _one_clear_line(run("interpolate", "a", "b", "--steps", "1"))
     assert ".npy or .jsonl" in _one_clear_line(run("encode", "missing.txt", "--out", "codes.csv"))
     assert "empty" in _one_clear_line(run("generate", "--near", ""))
+
+
+def test_cli_stream_option_trains_from_the_cache(workdir, tiny_corpus, monkeypatch):
+    monkeypatch.setenv("TEXTVAE_CACHE", str(workdir / "cache"))
+    r = run("train", str(tiny_corpus), *TINY, "--stream")
+    assert r.exit_code == 0, r.output
+    assert "cached in" in r.stderr and any((workdir / "cache").iterdir())
+    assert len(run("generate", "-n", "3").stdout.splitlines()) == 3

@@ -133,3 +133,25 @@ def test_split_with_labels_keeps_pairs():
     tr, va, trl, val = split_valid(items, labels=labels)
     assert all(lab == str(int(it.split()[1]) % 3) for it, lab in zip(va + tr, val + trl))
     assert (tr, va) == split_valid(items)
+
+
+def test_streamed_corpus_matches_the_in_memory_reader(tmp_path, monkeypatch):
+    from textvae.data import stream_encode
+    monkeypatch.setenv("TEXTVAE_CACHE", str(tmp_path / "cache"))
+    lines = [f"line number {i} " + "é" * (i % 5) + ("" if i % 7 else "   ") for i in range(5000)] + ["", "x" * 300]
+    p = tmp_path / "big.txt"
+    p.write_text("\r\n".join(lines[:100]) + "\n" + "\n".join(lines[100:]) + "\n", encoding="utf-8")
+    res = stream_encode(str(p), max_len=256, progress=lambda n: None)
+    corpus = read_corpus(str(p), max_len=256)
+    train, valid = split_valid(corpus.items)
+    tok = res["tokenizer"]
+    assert tok.itos == CharTokenizer.fit(train).itos
+    assert len(res["train"]) == len(train) and len(res["valid"]) == len(valid)
+    for k in (0, 17, len(train) - 1):
+        assert tok.decode(res["train"].batch([k])[0][0].tolist()) == train[k]
+    assert res["stats"]["skipped_long"] == corpus.skipped_long == 1
+    assert res["stats"]["skipped_blank"] == corpus.skipped_blank
+    again = stream_encode(str(p), max_len=256)              # the second time comes from the cache
+    assert again["cache"] == res["cache"] and len(again["train"]) == len(train)
+    p.write_text("changed\n")
+    assert stream_encode(str(p), max_len=256)["cache"] != res["cache"]

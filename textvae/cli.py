@@ -181,19 +181,18 @@ def _graceful_stop():
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
 @click.option("--force", is_flag=True, help="Replace a run already in the output directory.")
+@click.option("--stream", is_flag=True,
+              help="Read a large text file in a stream into a memory-mapped cache (automatic above 64 MB).")
 @click.pass_context
 def train(ctx, corpus, resume_run, out, valid_path, unit, column, max_len, encoding, errors, cell, embed_dim, hidden_dim, latent_dim,
           layers, bidirectional, z_every_step, lm, epochs, steps, minutes, patience, batch_size, lr, kl_schedule, kl_warmup, beta,
-          free_bits, word_dropout, clip, seed, device, amp, force):
+          free_bits, word_dropout, clip, seed, device, amp, force, stream):
     """Train a VAE on CORPUS: a UTF-8 text file (one item per line), a CSV/TSV/JSONL/Parquet file with
     --column, a folder holding train.txt (and valid.txt), or hf:NAME[:CONFIG] for a Hugging Face dataset.
     Ctrl-C saves a resumable state; `textvae train --resume RUN` continues it."""
     import torch
 
-    from .checkpoint import load_training_state
-    from .data import EncodedItems
     from .model import ModelConfig, TextVAE
-    from .tokenizer import CharTokenizer
     from .train import TrainConfig, TrainingError, pick_device
     from .train import train as run_training
 
@@ -205,7 +204,8 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, max_len, encod
         raise UserError("give a CORPUS to train on (or --resume RUN)")
     source, folder_valid = resolve_corpus_arg(corpus)
     valid_path = valid_path or folder_valid
-    train_items, valid_items, name, note = _training_split(source, valid_path, unit, column, max_len, encoding, errors)
+    tokenizer, train_data, valid_data, name, note, fingerprint = _prepare_data(
+        source, valid_path, unit, column, max_len, encoding, errors, stream)
     out_dir = Path(out) if out else Path("runs") / name
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a directory")
@@ -217,10 +217,9 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, max_len, encod
         torch_device = pick_device(device)
     except TrainingError as e:
         raise UserError(str(e)) from None
-    err.print(f"corpus [bold]{_plain(name)}[/]: {len(train_items):,} training and {len(valid_items):,} validation "
+    err.print(f"corpus [bold]{_plain(name)}[/]: {len(train_data):,} training and {len(valid_data):,} validation "
               f"{'words' if unit == 'word' else 'items'}{note}")
 
-    tokenizer = CharTokenizer.fit(train_items)
     model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=hidden_dim,
                             latent_dim=latent_dim, num_layers=layers, bidirectional=bidirectional,
                             z_every_step=z_every_step, lm=lm)
@@ -229,11 +228,9 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, max_len, encod
                       word_dropout=word_dropout, seed=seed, device=device, amp=amp)
     torch.manual_seed(seed)
     model = TextVAE(model_cfg)
-    train_data = EncodedItems(train_items, tokenizer)
-    valid_data = EncodedItems(valid_items, tokenizer)
     info = {"corpus": source, "valid_corpus": valid_path, "unit": unit, "column": column, "max_len": max_len,
-            "encoding": encoding, "errors": errors, "longest_item": int(train_data.lengths.max()),
-            "corpus_md5": _items_md5(train_items), "textvae_version": __version__}
+            "encoding": encoding, "errors": errors, "stream": stream, "longest_item": int(train_data.lengths.max()),
+            "corpus_md5": fingerprint, "textvae_version": __version__}
 
     if holds_run and _is_main():
         for f in RUN_FILES:
@@ -291,6 +288,39 @@ def _items_md5(items) -> str:
     return h.hexdigest()
 
 
+def _prepare_data(source, valid_path, unit, column, max_len, encoding, errors, stream, tokenizer=None):
+    """(tokenizer, train data, valid data, corpus name, note, fingerprint) for a corpus.
+
+    Plain text files above 64 MB (or with --stream) are tokenised in a stream into a memory-mapped
+    cache keyed by their content, so their text never sits in memory as Python strings."""
+    from .data import STREAM_THRESHOLD, EncodedItems, corpus_name, read_corpus, stream_encode
+    from .tokenizer import CharTokenizer
+    path = Path(source)
+    plain = not source.startswith("hf:") and path.is_file() and path.suffix.lower() not in (
+        ".csv", ".tsv", ".jsonl", ".json", ".parquet")
+    if plain and (stream or path.stat().st_size > STREAM_THRESHOLD):
+        if column:
+            raise UserError("--column does not apply to a plain text file")
+        with err.status("tokenising in a stream (cached for the next run)") as status:
+            res = stream_encode(source, unit=unit, max_len=max_len, encoding=encoding, errors=errors,
+                                progress=lambda n: status.update(f"tokenising in a stream: {n:,} items"))
+        tok = res["tokenizer"]
+        if tokenizer is not None and tokenizer.itos != tok.itos:
+            raise UserError(f"the corpus {source} changed since this run started: cannot resume it exactly")
+        valid = res["valid"]
+        if valid_path:
+            valid = EncodedItems(read_corpus(valid_path, unit=unit, max_len=max_len, encoding=encoding,
+                                             errors=errors).items, tok)
+        st = res["stats"]
+        skipped = [f"{st[k]:,} {what}" for k, what in (("skipped_long", f"longer than --max-len {max_len}"),
+                                                       ("skipped_blank", "blank")) if st.get(k)]
+        note = (f" (skipped {', '.join(skipped)})" if skipped else "") + f"; cached in {res['cache']}"
+        return tok, res["train"], valid, corpus_name(source), note, Path(res["cache"]).name
+    train_items, valid_items, name, note = _training_split(source, valid_path, unit, column, max_len, encoding, errors)
+    tok = tokenizer or CharTokenizer.fit(train_items)
+    return tok, EncodedItems(train_items, tok), EncodedItems(valid_items, tok), name, note, _items_md5(train_items)
+
+
 def _training_split(source, valid_path, unit, column, max_len, encoding, errors):
     """Training and validation items, the corpus name, and a note of what was skipped."""
     from .data import read_corpus, split_valid
@@ -322,7 +352,6 @@ def _check_writable(out_dir: Path) -> None:
 def _resume(ctx, run: str, epochs, steps, minutes) -> None:
     """Continue the run in directory `run` from its resume.safetensors."""
     from .checkpoint import load_training_state
-    from .data import EncodedItems
     from .train import TrainConfig
     from .train import train as run_training
     run_dir = Path(run)
@@ -333,17 +362,17 @@ def _resume(ctx, run: str, epochs, steps, minutes) -> None:
                                                   ("max_minutes", minutes, "minutes"))
              if ctx.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE}
     cfg = TrainConfig.from_dict({**cfg_dict, **given})
-    train_items, valid_items, name, _ = _training_split(info["corpus"], info.get("valid_corpus"), info.get("unit", "line"),
-                                                        info.get("column"), info.get("max_len"),
-                                                        info.get("encoding", "utf-8"), info.get("errors", "strict"))
-    if info.get("corpus_md5") and _items_md5(train_items) != info["corpus_md5"]:
-        raise UserError(f"the corpus {info['corpus']} changed since this run started: cannot resume it exactly")
     tokenizer = saved["tokenizer"]
+    _, train_data, valid_data, _, _, fingerprint = _prepare_data(
+        info["corpus"], info.get("valid_corpus"), info.get("unit", "line"), info.get("column"), info.get("max_len"),
+        info.get("encoding", "utf-8"), info.get("errors", "strict"), info.get("stream", False), tokenizer=tokenizer)
+    if info.get("corpus_md5") and fingerprint != info["corpus_md5"]:
+        raise UserError(f"the corpus {info['corpus']} changed since this run started: cannot resume it exactly")
     _check_writable(run_dir)
     err.print(f"resuming [bold]{_plain(str(run_dir))}[/] at step {saved['state']['step']:,} "
               f"(epoch {saved['state']['epoch']})")
-    final = _drive_training(run_training, saved["model"], tokenizer, EncodedItems(train_items, tokenizer),
-                            EncodedItems(valid_items, tokenizer), cfg, run_dir, info, resume=saved)
+    final = _drive_training(run_training, saved["model"], tokenizer, train_data, valid_data, cfg, run_dir, info,
+                            resume=saved)
     _finish(final, run_dir)
 
 
@@ -806,6 +835,54 @@ def plot(run, data_path, column, label_column, limit, out_dir):
                                         title=f"posterior means of {len(items):,} held-out items (PCA)"))
     for path in written:
         click.echo(str(path))
+
+
+# ---------------------------------------------------------------------------- bench
+
+@cli.command()
+@click.option("--cell", type=click.Choice(["lstm", "gru"]), default="lstm", show_default=True)
+@click.option("--hidden-dim", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--embed-dim", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--latent-dim", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--seq-len", type=click.IntRange(2), default=40, show_default=True, help="Characters per item, <eos> included.")
+@click.option("--steps", type=click.IntRange(1), default=20, show_default=True, help="Timed steps per repeat.")
+@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True, help="Timed repeats; figures are medians.")
+@click.option("--generate-n", type=click.IntRange(1), default=10_000, show_default=True, help="Items per generation run.")
+@click.option("--no-one-at-a-time", is_flag=True, help="Skip the (slow) one-item-per-step loop.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures to this JSON file.")
+def bench(cell, hidden_dim, embed_dim, latent_dim, batch_size, seq_len, steps, repeats, generate_n, no_one_at_a_time,
+          device, json_path):
+    """Training characters/s, generation items/s and peak memory, beside the bare RNN kernels' figure."""
+    import json as _json
+
+    from .bench import BenchConfig, run as run_bench
+    from .train import TrainingError
+    cfg = BenchConfig(cell=cell, embed_dim=embed_dim, hidden_dim=hidden_dim, latent_dim=latent_dim,
+                      batch_size=batch_size, seq_len=seq_len, steps=steps, repeats=repeats, generate_n=generate_n,
+                      device=device, one_at_a_time=not no_one_at_a_time)
+    try:
+        with err.status("benchmarking") as status:
+            r = run_bench(cfg, progress=lambda m: status.update(f"benchmarking: {m}"))
+    except TrainingError as e:
+        raise UserError(str(e)) from None
+    table = Table(title=f"textvae bench: {cell.upper()} E{embed_dim} H{hidden_dim} Z{latent_dim}, batch {batch_size} "
+                        f"x {seq_len} chars, {r['device']} ({r.get('gpu') or str(r['threads']) + ' threads'})")
+    table.add_column("figure", style="bold")
+    table.add_column("median", justify="right")
+    table.add_row("bare RNN kernels, forward+backward (chars/s)", f"{r['kernel_chars_per_s']:,.0f}")
+    table.add_row("textvae training loop (chars/s)", f"{r['train_chars_per_s']:,.0f}")
+    table.add_row("  share of the kernel figure", f"{r['train_vs_kernel']:.0%}")
+    if "one_at_a_time_chars_per_s" in r:
+        table.add_row("one item per step (chars/s)", f"{r['one_at_a_time_chars_per_s']:,.0f}")
+        table.add_row("  batched speed-up", f"{r['speedup_vs_one_at_a_time']:.1f}x")
+    table.add_row("generation (items/s)", f"{r['generate_items_per_s']:,.0f}")
+    table.add_row("peak memory (MB)", f"{r['peak_memory_mb']:,.0f}")
+    Console().print(table)
+    if json_path:
+        Path(json_path).write_text(_json.dumps(r, indent=2) + "\n")
+        err.print(f"wrote {_plain(json_path)}")
 
 
 def main():
