@@ -28,7 +28,26 @@ class Model:
         self.tokenizer = tokenizer
         self.extra = extra or {}
         self.path = path
+        self.labels: list[str] = list(self.extra.get("labels") or [])   # a conditional model's label names
 
+    @property
+    def conditional(self) -> bool:
+        return self.model.config.num_labels > 0
+
+    def label_ids(self, labels, n: int) -> torch.Tensor | None:
+        """Label names (one, or one per item) as ids; None for an unconditional model."""
+        if not self.conditional:
+            if labels is not None:
+                raise ValueError("this model was trained without labels")
+            return None
+        if labels is None:
+            raise ValueError(f"this model is conditional: give a label ({', '.join(self.labels)})")
+        names = [labels] * n if isinstance(labels, str) else list(labels)
+        unknown = sorted({x for x in names if x not in self.labels})
+        if unknown:
+            raise ValueError(f"unknown label {unknown[0]!r}: the model knows {', '.join(self.labels)}")
+        index = {name: i for i, name in enumerate(self.labels)}
+        return torch.tensor([index[x] for x in names], dtype=torch.long, device=self.device)
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -55,18 +74,21 @@ class Model:
         return out
 
     @torch.no_grad()
-    def encode(self, texts: Sequence[str], return_logvar: bool = False, batch_size: int = 512):
-        """Posterior means (N, Z) of `texts`, in input order, as a numpy array (and log-variances if asked)."""
+    def encode(self, texts: Sequence[str], return_logvar: bool = False, batch_size: int = 512, labels=None):
+        """Posterior means (N, Z) of `texts`, in input order, as a numpy array (and log-variances if asked).
+        A conditional model needs the texts' labels (one name, or one per text)."""
         if isinstance(texts, str):
             texts = [texts]
         texts = list(texts)
+        y_all = self.label_ids(labels, len(texts))
         mus = np.zeros((len(texts), self.latent_dim), dtype=np.float32)
         logvars = np.zeros_like(mus)
         order = np.argsort([len(t) for t in texts], kind="stable")      # similar lengths together: little padding
         for start in range(0, len(texts), batch_size):
             index = order[start:start + batch_size]
             tokens, lengths = self.tokenizer.batch([texts[i] for i in index])
-            mu, logvar = self.model.encode(tokens.to(self.device), lengths.to(self.device))
+            y = None if y_all is None else y_all[torch.as_tensor(index, device=self.device)]
+            mu, logvar = self.model.encode(tokens.to(self.device), lengths.to(self.device), y)
             mus[index] = mu.float().cpu().numpy()
             logvars[index] = logvar.float().cpu().numpy()
         return (mus, logvars) if return_logvar else mus
@@ -75,28 +97,40 @@ class Model:
     def decode(self, z, strategy: str = "greedy", temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                beam: int = 5, length_penalty: float = 1.0, repetition_penalty: float = 1.0,
                max_len: int | None = None, seed: int | None = None, batch_size: int = 4096,
-               greedy: bool | None = None) -> list[str]:
+               greedy: bool | None = None, labels=None) -> list[str]:
         """Text for each code in z (N, Z).
 
         strategy: "greedy" (most likely character each step), "sample" (temperature, top-k, top-p) or
         "beam" (beam search, `beam` wide, ranked by log-probability / length^length_penalty).
         """
+        z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
+        if z.dim() == 1:
+            z = z.unsqueeze(0)
+        code = self.model.condition(z, self.label_ids(labels, len(z)))         # (N, code)
+        return self._decode_codes(code, strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p,
+                                  beam=beam, length_penalty=length_penalty, repetition_penalty=repetition_penalty,
+                                  max_len=max_len, seed=seed, batch_size=batch_size, greedy=greedy)
+
+    @torch.no_grad()
+    def _decode_codes(self, code: torch.Tensor, strategy: str = "greedy", temperature: float = 1.0, top_k: int = 0,
+                      top_p: float = 1.0, beam: int = 5, length_penalty: float = 1.0, repetition_penalty: float = 1.0,
+                      max_len: int | None = None, seed: int | None = None, batch_size: int = 4096,
+                      greedy: bool | None = None) -> list[str]:
+        """Text for each conditioned code (N, code)."""
         if greedy is not None:                       # shorthand: greedy=False means sample
             strategy = "greedy" if greedy else "sample"
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
         if strategy == "sample" and temperature == 0:
             strategy = "greedy"
-        z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
-        if z.dim() == 1:
-            z = z.unsqueeze(0)
+        code = code.to(self.device)
         gen = self._generator(seed)
         max_len = max_len or self.default_max_len
         if strategy == "beam":
             batch_size = max(1, batch_size // max(beam, 1))
         texts = []
-        for start in range(0, len(z), batch_size):
-            chunk = z[start:start + batch_size]
+        for start in range(0, len(code), batch_size):
+            chunk = code[start:start + batch_size]
             if strategy == "beam":
                 ids = beam_search(self.model, chunk, beam=beam, max_len=max_len, length_penalty=length_penalty,
                                   repetition_penalty=repetition_penalty)
@@ -111,43 +145,58 @@ class Model:
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         return torch.randn((n, self.latent_dim), generator=gen)
 
-    def sample_near(self, text: str, n: int, radius: float = 1.0, seed: int | None = None) -> torch.Tensor:
+    def sample_near(self, text: str, n: int, radius: float = 1.0, seed: int | None = None, label=None) -> torch.Tensor:
         """n codes around `text`'s posterior: mu + radius * sigma * eps."""
-        mu, logvar = self.encode([text], return_logvar=True)
+        mu, logvar = self.encode([text], return_logvar=True, labels=label)
         eps = self.sample_prior(n, seed)
         return torch.as_tensor(mu) + radius * torch.exp(0.5 * torch.as_tensor(logvar)) * eps
 
     def generate(self, n: int, strategy: str = "sample", temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 1.0, beam: int = 5, length_penalty: float = 1.0, repetition_penalty: float = 1.0,
                  max_len: int | None = None, seed: int | None = None, near: str | None = None,
-                 radius: float = 1.0, greedy: bool | None = None) -> list[str]:
-        """`n` new items: codes drawn from the prior N(0, I) (or around `near`'s posterior), then decoded."""
-        z = self.sample_near(near, n, radius, seed) if near is not None else self.sample_prior(n, seed)
+                 radius: float = 1.0, greedy: bool | None = None, label=None, near_label=None) -> list[str]:
+        """`n` new items: codes drawn from the prior N(0, I) (or around `near`'s posterior), then decoded;
+        a conditional model decodes them under `label` (one name, or one per item)."""
+        z = (self.sample_near(near, n, radius, seed, label=near_label or label) if near is not None
+             else self.sample_prior(n, seed))
         return self.decode(z, strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, beam=beam,
                            length_penalty=length_penalty, repetition_penalty=repetition_penalty, max_len=max_len,
-                           seed=None if seed is None else seed + 1, greedy=greedy)
+                           seed=None if seed is None else seed + 1, greedy=greedy, labels=label)
 
-    def reconstruct(self, texts: Sequence[str], max_len: int | None = None, **decoding) -> list[str]:
-        """Decode each text's posterior mean (greedily unless told otherwise)."""
-        return self.decode(self.encode(texts), max_len=max_len, **decoding)
+    def reconstruct(self, texts: Sequence[str], max_len: int | None = None, label=None, to_label=None,
+                    **decoding) -> list[str]:
+        """Decode each text's posterior mean (greedily unless told otherwise). A conditional model
+        encodes under `label` and decodes under `to_label` (default: the same): label transfer."""
+        if isinstance(texts, str):
+            texts = [texts]
+        z = self.encode(texts, labels=label)
+        return self.decode(z, max_len=max_len, labels=to_label if to_label is not None else label, **decoding)
 
-    def analogy(self, a: str, b: str, c: str, **decoding) -> str:
+    def analogy(self, a: str, b: str, c: str, label=None, **decoding) -> str:
         """Latent arithmetic: decode z_b - z_a + z_c ("a is to b as c is to ?")."""
-        mu = self.encode([a, b, c])
-        return self.decode(mu[1] - mu[0] + mu[2], **decoding)[0]
+        mu = self.encode([a, b, c], labels=label)
+        return self.decode(mu[1] - mu[0] + mu[2], labels=label, **decoding)[0]
 
     def interpolate(self, a, b, steps: int = 5, method: str = "lerp", max_len: int | None = None,
-                    unique: bool = False, **decoding) -> list[str]:
+                    unique: bool = False, label=None, label_b=None, **decoding) -> list[str]:
         """Homotopy (Bowman et al. 2016, section 5): decode `steps` points between two codes.
 
         a, b: texts (their posterior means are used) or codes. `unique` drops a step identical to the one
-        before it."""
+        before it. A conditional model keeps `label` along the path, or with `label_b` moves the label
+        embedding from one label to the other as well."""
         if steps < 2:
             raise ValueError("steps must be at least 2")
-        za, zb = (torch.as_tensor(self.encode([x])[0]) if isinstance(x, str) else torch.as_tensor(np.asarray(x)).float()
-                  for x in (a, b))
+        la, lb = label, label_b if label_b is not None else label
+        za, zb = (torch.as_tensor(self.encode([x], labels=lab)[0]) if isinstance(x, str)
+                  else torch.as_tensor(np.asarray(x)).float() for x, lab in ((a, la), (b, lb)))
         path = (slerp if method == "slerp" else lerp)(za, zb, steps)
-        texts = self.decode(path, max_len=max_len, **decoding)
+        if self.conditional and la != lb:
+            ya, yb = (self.model.label_embedding(self.label_ids(x, 1))[0].detach().cpu() for x in (la, lb))
+            t = torch.linspace(0, 1, steps).unsqueeze(1)
+            code = torch.cat([path, (1 - t) * ya + t * yb], dim=1)
+            texts = self._decode_codes(code, max_len=max_len, **decoding)
+        else:
+            texts = self.decode(path, max_len=max_len, labels=la, **decoding)
         if unique:
             texts = [t for i, t in enumerate(texts) if i == 0 or t != texts[i - 1]]
         return texts

@@ -48,7 +48,9 @@ def _mask_specials(logits: torch.Tensor) -> torch.Tensor:
 def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: bool = True,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Decode codes z (N, Z) into ids (N, max_len), padded with <pad> after each <eos>."""
+    """Decode codes z (N, code) into ids (N, max_len), padded with <pad> after each <eos>.
+
+    For a conditional model, z is the conditioned code, `model.condition(z, labels)`."""
     N = z.shape[0]
     device = z.device
     out = torch.full((N, max_len), PAD_ID, dtype=torch.long, device=device)
@@ -76,7 +78,7 @@ def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: boo
 def sequence_logprob(model: TextVAE, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """log p(ids | z) for decoded rows (N, T) that end in <eos> (or are cut at T): (N,)."""
     from .model import decoder_inputs
-    logits = model.decode(z, decoder_inputs(ids)).float()
+    logits = model.decode_code(z, decoder_inputs(ids)).float()
     logp = _mask_specials(logits.reshape(-1, logits.shape[-1])).log_softmax(-1).view_as(logits)
     picked = logp.gather(2, ids.unsqueeze(2)).squeeze(2)                   # (N, T)
     return picked.masked_fill(ids == PAD_ID, 0.0).sum(dim=1)

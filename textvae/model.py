@@ -29,6 +29,8 @@ class ModelConfig:
     z_every_step: bool = True       # also feed z to the decoder at every step, not only its first state
     rnn_dropout: float = 0.0        # dropout between stacked RNN layers
     lm: bool = False                # no latent code: a plain character language model (baseline)
+    num_labels: int = 0             # > 0: a conditional VAE, q(z|x,y) and p(x|z,y) (Sohn et al. 2015)
+    label_dim: int = 16             # size of a label embedding (conditional models)
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -39,6 +41,15 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or not 1 <= value <= top:
                 raise ValueError(f"model setting {name}={value!r} is outside 1..{top}")
+        if not isinstance(self.num_labels, int) or not 0 <= self.num_labels <= 1_000_000:
+            raise ValueError(f"model setting num_labels={self.num_labels!r} is outside 0..1000000")
+        if not isinstance(self.label_dim, int) or not 1 <= self.label_dim <= 65_536:
+            raise ValueError(f"model setting label_dim={self.label_dim!r} is outside 1..65536")
+
+    @property
+    def code_dim(self) -> int:
+        """Size of what the decoder is conditioned on: z, plus the label embedding in a conditional model."""
+        return self.latent_dim + (self.label_dim if self.num_labels else 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +91,9 @@ class TextVAE(nn.Module):
         self.embedding = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=PAD_ID)
         drop = c.rnn_dropout if c.num_layers > 1 else 0.0
         directions = 2 if c.bidirectional else 1
+        label_in = c.label_dim if c.num_labels else 0
+        if c.num_labels:
+            self.label_embedding = nn.Embedding(c.num_labels, c.label_dim)
         if not c.lm:
             # Two one-way stacks rather than nn.LSTM(bidirectional=True): the backward one reads each item
             # reversed within its own length, so padded batches need no packing (on CPUs the backward pass
@@ -87,18 +101,35 @@ class TextVAE(nn.Module):
             self.encoder = rnn(c.embed_dim, c.hidden_dim, c.num_layers, batch_first=True, dropout=drop)
             if c.bidirectional:
                 self.encoder_reverse = rnn(c.embed_dim, c.hidden_dim, c.num_layers, batch_first=True, dropout=drop)
-            self.to_posterior = nn.Linear(directions * c.hidden_dim, 2 * c.latent_dim)
-            # z -> the decoder's initial hidden state (and cell state, for an LSTM), every layer
+            self.to_posterior = nn.Linear(directions * c.hidden_dim + label_in, 2 * c.latent_dim)
+        if not c.lm or c.num_labels:
+            # z (and label) -> the decoder's initial hidden state (and cell state, for an LSTM), every layer
             states = 2 if c.cell == "lstm" else 1
-            self.to_state = nn.Linear(c.latent_dim, states * c.num_layers * c.hidden_dim)
-        step_in = c.embed_dim + (c.latent_dim if c.z_every_step and not c.lm else 0)
+            self.to_state = nn.Linear(self._code_in, states * c.num_layers * c.hidden_dim)
+        step_in = c.embed_dim + (self._code_in if c.z_every_step and (not c.lm or c.num_labels) else 0)
         self.decoder = rnn(step_in, c.hidden_dim, c.num_layers, batch_first=True, dropout=drop)
         self.to_logits = nn.Linear(c.hidden_dim, c.vocab_size)
 
+    @property
+    def _code_in(self) -> int:
+        c = self.config
+        return (0 if c.lm else c.latent_dim) + (c.label_dim if c.num_labels else 0)
+
+    def condition(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's code: z, with the label's embedding appended in a conditional model: (B, code)."""
+        c = self.config
+        if not c.num_labels:
+            return z
+        if labels is None:
+            raise ValueError("this model is conditional: give a label for every item")
+        y = self.label_embedding(labels.to(z.device)).to(z.dtype)
+        return y if c.lm else torch.cat([z, y], dim=-1)
+
     # -- q(z|x) --------------------------------------------------------------------
 
-    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens (B, T) padded, lengths (B,) -> mu, logvar (B, Z)."""
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor,
+               labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens (B, T) padded, lengths (B,) (, labels (B,)) -> mu, logvar (B, Z)."""
         c = self.config
         if c.lm:
             zeros = tokens.new_zeros((tokens.shape[0], c.latent_dim), dtype=self.to_logits.weight.dtype)
@@ -112,16 +143,20 @@ class TextVAE(nn.Module):
             rev = torch.where(t < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - t, t)  # reverse within length
             out_r, _ = self.encoder_reverse(self.embedding(tokens.gather(1, rev)))
             summary = torch.cat([summary, out_r.gather(1, last).squeeze(1)], dim=-1)  # (B, 2H)
+        if c.num_labels:
+            summary = torch.cat([summary, self.label_embedding(labels).to(summary.dtype)], dim=-1)
         mu, logvar = self.to_posterior(summary).chunk(2, dim=-1)
         return mu, logvar.clamp(-20.0, 10.0)
 
     # -- p(x|z) --------------------------------------------------------------------
 
     def initial_state(self, z: torch.Tensor):
-        """The decoder's first state from z: tanh(W z + b), shaped (L, B, H) (a pair for an LSTM)."""
+        """The decoder's first state from the code: tanh(W z + b), shaped (L, B, H) (a pair for an LSTM).
+
+        `z` here (and in `step`) is the conditioned code, `condition(z, labels)`."""
         c = self.config
         B = z.shape[0]
-        if c.lm:
+        if c.lm and not c.num_labels:
             h = z.new_zeros((c.num_layers, B, c.hidden_dim))
             return (h, torch.zeros_like(h)) if c.cell == "lstm" else h
         s = torch.tanh(self.to_state(z))
@@ -132,14 +167,19 @@ class TextVAE(nn.Module):
 
     def _step_inputs(self, inputs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         x = self.embedding(inputs)                                           # (B, T, E)
-        if self.config.z_every_step and not self.config.lm:
+        if self.config.z_every_step and (not self.config.lm or self.config.num_labels):
             x = torch.cat([x, z.unsqueeze(1).expand(-1, x.shape[1], -1).to(x.dtype)], dim=-1)
         return x
 
-    def decode(self, z: torch.Tensor, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, inputs: torch.Tensor, lengths: torch.Tensor | None = None,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced decoding: z (B, Z), inputs (B, T) starting with <bos> -> logits (B, T, V)."""
+        return self.decode_code(self.condition(z, labels), inputs)
+
+    def decode_code(self, code: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced decoding of a conditioned code (B, code) -> logits (B, T, V)."""
         # The decoder is causal, so padding after an item cannot change that item's logits: no packing.
-        out, _ = self.decoder(self._step_inputs(inputs, z), self.initial_state(z))
+        out, _ = self.decoder(self._step_inputs(inputs, code), self.initial_state(code))
         return self.to_logits(out)                                           # (B, T, V)
 
     def step(self, z: torch.Tensor, inputs: torch.Tensor, state):
@@ -150,11 +190,11 @@ class TextVAE(nn.Module):
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, inputs: torch.Tensor | None = None,
                 sample: bool = True, generator: torch.Generator | None = None,
-                eps: torch.Tensor | None = None) -> VAEOutput:
+                eps: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> VAEOutput:
         """tokens (B, T) = c1 .. cn <eos> padded; `inputs` lets the caller pass corrupted decoder inputs
         (character dropout); `eps` (B, Z) the noise of the reparameterisation; `sample=False` decodes
         from the posterior mean."""
-        mu, logvar = self.encode(tokens, lengths)
+        mu, logvar = self.encode(tokens, lengths, labels)
         if not sample or self.config.lm:
             z = mu
         elif eps is not None:
@@ -163,5 +203,5 @@ class TextVAE(nn.Module):
             z = reparameterize(mu, logvar, generator)
         if inputs is None:
             inputs = decoder_inputs(tokens)
-        logits = self.decode(z, inputs, lengths)
+        logits = self.decode(z, inputs, lengths, labels)
         return VAEOutput(logits, mu, logvar, z)
