@@ -14,6 +14,13 @@ ARGS = ["--steps", "24", "--batch-size", "16", "--embed-dim", "16", "--hidden-di
         "--kl-warmup", "10", "--seed", "3"]
 
 
+def _free_port() -> str:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
 def _losses(run_dir):
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [(r["step"], r["loss"]) for r in lines if r["kind"] == "step"], [r for r in lines if r["kind"] == "epoch"]
@@ -24,7 +31,8 @@ def test_two_gloo_processes_follow_the_single_process_loss_curve(tmp_path, tiny_
     one = subprocess.run([sys.executable, "-m", "textvae", "train", str(tiny_corpus), "--out", "one", *ARGS],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+                          "--master-port", _free_port(),
                           "-m", "textvae", "train", str(tiny_corpus), "--out", "two", *ARGS],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]

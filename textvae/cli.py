@@ -147,6 +147,7 @@ def _graceful_stop():
 @click.option("--unit", type=click.Choice(["line", "word"]), default="line", show_default=True,
               help="An item is a whole line, or each whitespace-separated word.")
 @click.option("--column", help="Text column of a CSV/TSV/JSONL/Parquet file or dataset [default: 'text' or the only column].")
+@click.option("--label", "label_column", help="Label column: train a conditional VAE (Sohn et al. 2015) on it.")
 @click.option("--max-len", type=click.IntRange(1), default=256, show_default=True,
               help="Skip items longer than this many characters.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the corpus.")
@@ -184,7 +185,7 @@ def _graceful_stop():
 @click.option("--stream", is_flag=True,
               help="Read a large text file in a stream into a memory-mapped cache (automatic above 64 MB).")
 @click.pass_context
-def train(ctx, corpus, resume_run, out, valid_path, unit, column, max_len, encoding, errors, cell, embed_dim, hidden_dim, latent_dim,
+def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, max_len, encoding, errors, cell, embed_dim, hidden_dim, latent_dim,
           layers, bidirectional, z_every_step, lm, epochs, steps, minutes, patience, batch_size, lr, kl_schedule, kl_warmup, beta,
           free_bits, word_dropout, clip, seed, device, amp, force, stream):
     """Train a VAE on CORPUS: a UTF-8 text file (one item per line), a CSV/TSV/JSONL/Parquet file with
@@ -204,8 +205,8 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, max_len, encod
         raise UserError("give a CORPUS to train on (or --resume RUN)")
     source, folder_valid = resolve_corpus_arg(corpus)
     valid_path = valid_path or folder_valid
-    tokenizer, train_data, valid_data, name, note, fingerprint = _prepare_data(
-        source, valid_path, unit, column, max_len, encoding, errors, stream)
+    tokenizer, train_data, valid_data, name, note, fingerprint, label_names = _prepare_data(
+        source, valid_path, unit, column, max_len, encoding, errors, stream, label_column=label_column)
     out_dir = Path(out) if out else Path("runs") / name
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a directory")
@@ -222,7 +223,7 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, max_len, encod
 
     model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=hidden_dim,
                             latent_dim=latent_dim, num_layers=layers, bidirectional=bidirectional,
-                            z_every_step=z_every_step, lm=lm)
+                            z_every_step=z_every_step, lm=lm, num_labels=len(label_names or []))
     cfg = TrainConfig(epochs=epochs, max_steps=steps, max_minutes=minutes, patience=patience, batch_size=batch_size, lr=lr,
                       clip=clip, kl_schedule=kl_schedule, kl_warmup=kl_warmup, beta=beta, free_bits=free_bits,
                       word_dropout=word_dropout, seed=seed, device=device, amp=amp)
@@ -230,7 +231,11 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, max_len, encod
     model = TextVAE(model_cfg)
     info = {"corpus": source, "valid_corpus": valid_path, "unit": unit, "column": column, "max_len": max_len,
             "encoding": encoding, "errors": errors, "stream": stream, "longest_item": int(train_data.lengths.max()),
-            "corpus_md5": fingerprint, "textvae_version": __version__}
+            "corpus_md5": fingerprint, "label_column": label_column, "labels": label_names,
+            "textvae_version": __version__}
+    if label_names:
+        counts = {y: int((train_data.label_ids == i).sum()) for i, y in enumerate(label_names)}
+        err.print("labels: " + ", ".join(f"{_plain(y)} ({n:,})" for y, n in counts.items()))
 
     if holds_run and _is_main():
         for f in RUN_FILES:
@@ -288,8 +293,9 @@ def _items_md5(items) -> str:
     return h.hexdigest()
 
 
-def _prepare_data(source, valid_path, unit, column, max_len, encoding, errors, stream, tokenizer=None):
-    """(tokenizer, train data, valid data, corpus name, note, fingerprint) for a corpus.
+def _prepare_data(source, valid_path, unit, column, max_len, encoding, errors, stream, tokenizer=None,
+                  label_column=None, label_names=None):
+    """(tokenizer, train data, valid data, corpus name, note, fingerprint, label names) for a corpus.
 
     Plain text files above 64 MB (or with --stream) are tokenised in a stream into a memory-mapped
     cache keyed by their content, so their text never sits in memory as Python strings."""
@@ -299,8 +305,8 @@ def _prepare_data(source, valid_path, unit, column, max_len, encoding, errors, s
     plain = not source.startswith("hf:") and path.is_file() and path.suffix.lower() not in (
         ".csv", ".tsv", ".jsonl", ".json", ".parquet")
     if plain and (stream or path.stat().st_size > STREAM_THRESHOLD):
-        if column:
-            raise UserError("--column does not apply to a plain text file")
+        if column or label_column:
+            raise UserError("--column and --label do not apply to a plain text file")
         with err.status("tokenising in a stream (cached for the next run)") as status:
             res = stream_encode(source, unit=unit, max_len=max_len, encoding=encoding, errors=errors,
                                 progress=lambda n: status.update(f"tokenising in a stream: {n:,} items"))
@@ -315,28 +321,62 @@ def _prepare_data(source, valid_path, unit, column, max_len, encoding, errors, s
         skipped = [f"{st[k]:,} {what}" for k, what in (("skipped_long", f"longer than --max-len {max_len}"),
                                                        ("skipped_blank", "blank")) if st.get(k)]
         note = (f" (skipped {', '.join(skipped)})" if skipped else "") + f"; cached in {res['cache']}"
-        return tok, res["train"], valid, corpus_name(source), note, Path(res["cache"]).name
-    train_items, valid_items, name, note = _training_split(source, valid_path, unit, column, max_len, encoding, errors)
+        return tok, res["train"], valid, corpus_name(source), note, Path(res["cache"]).name, None
+    train_items, valid_items, train_labels, valid_labels, name, note = _training_split(
+        source, valid_path, unit, column, max_len, encoding, errors, label_column)
     tok = tokenizer or CharTokenizer.fit(train_items)
-    return tok, EncodedItems(train_items, tok), EncodedItems(valid_items, tok), name, note, _items_md5(train_items)
+    fingerprint = _items_md5(train_items)
+    if label_column:
+        names = label_names or sorted(set(train_labels))
+        index = {y: i for i, y in enumerate(names)}
+        if any(y not in index for y in train_labels):
+            raise UserError(f"the labels of {source} changed since this run started")
+        fingerprint = _items_md5([f"{x}\t{y}" for x, y in zip(train_items, train_labels)])
+        return (tok, EncodedItems(train_items, tok, [index[y] for y in train_labels]),
+                EncodedItems(valid_items, tok, [index[y] for y in valid_labels]), name, note, fingerprint, names)
+    return tok, EncodedItems(train_items, tok), EncodedItems(valid_items, tok), name, note, fingerprint, None
 
 
-def _training_split(source, valid_path, unit, column, max_len, encoding, errors):
-    """Training and validation items, the corpus name, and a note of what was skipped."""
+def _training_split(source, valid_path, unit, column, max_len, encoding, errors, label_column=None):
+    """Training and validation items (and labels), the corpus name, and a note of what was skipped."""
     from .data import read_corpus, split_valid
-    data = read_corpus(source, unit=unit, column=column, max_len=max_len, encoding=encoding, errors=errors)
+    data = read_corpus(source, unit=unit, column=column, max_len=max_len, encoding=encoding, errors=errors,
+                       label_column=label_column)
     if valid_path:
-        valid_corpus = read_corpus(valid_path, unit=unit, column=column, max_len=max_len, encoding=encoding, errors=errors)
+        valid_corpus = read_corpus(valid_path, unit=unit, column=column, max_len=max_len, encoding=encoding,
+                                   errors=errors, label_column=label_column)
         train_items, valid_items = data.items, valid_corpus.items
+        train_labels, valid_labels = data.labels, valid_corpus.labels
+    elif label_column:
+        train_items, valid_items, train_labels, valid_labels = split_valid(data.items, labels=data.labels)
     else:
-        train_items, valid_items = split_valid(data.items)
+        (train_items, valid_items), train_labels, valid_labels = split_valid(data.items), None, None
     skipped = []
     if data.skipped_long:
         skipped.append(f"{data.skipped_long:,} longer than --max-len {max_len}")
     if data.skipped_blank:
         skipped.append(f"{data.skipped_blank:,} blank")
+    if label_column:
+        missing = sum(not y for y in train_labels) + sum(not y for y in valid_labels)
+        train_items, train_labels = _keep(train_items, train_labels, lambda y: bool(y))
+        names = set(train_labels)
+        unknown = sum(1 for y in valid_labels if y and y not in names)
+        valid_items, valid_labels = _keep(valid_items, valid_labels, lambda y: y in names)
+        if missing:
+            skipped.append(f"{missing:,} with no label")
+        if unknown:
+            skipped.append(f"{unknown:,} validation items whose label never occurs in training")
+        if not train_items:
+            raise UserError(f"no item of {source} has a label in column {label_column!r}")
+        if not valid_items:
+            valid_items, valid_labels = train_items[-1:], train_labels[-1:]
     note = f" (skipped {', '.join(skipped)})" if skipped else ""
-    return train_items, valid_items, data.name, note
+    return train_items, valid_items, train_labels, valid_labels, data.name, note
+
+
+def _keep(items, labels, ok):
+    pairs = [(x, y) for x, y in zip(items, labels) if ok(y)]
+    return [x for x, _ in pairs], [y for _, y in pairs]
 
 
 def _check_writable(out_dir: Path) -> None:
@@ -363,9 +403,10 @@ def _resume(ctx, run: str, epochs, steps, minutes) -> None:
              if ctx.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE}
     cfg = TrainConfig.from_dict({**cfg_dict, **given})
     tokenizer = saved["tokenizer"]
-    _, train_data, valid_data, _, _, fingerprint = _prepare_data(
+    _, train_data, valid_data, _, _, fingerprint, _ = _prepare_data(
         info["corpus"], info.get("valid_corpus"), info.get("unit", "line"), info.get("column"), info.get("max_len"),
-        info.get("encoding", "utf-8"), info.get("errors", "strict"), info.get("stream", False), tokenizer=tokenizer)
+        info.get("encoding", "utf-8"), info.get("errors", "strict"), info.get("stream", False), tokenizer=tokenizer,
+        label_column=info.get("label_column"), label_names=info.get("labels"))
     if info.get("corpus_md5") and fingerprint != info["corpus_md5"]:
         raise UserError(f"the corpus {info['corpus']} changed since this run started: cannot resume it exactly")
     _check_writable(run_dir)

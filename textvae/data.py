@@ -262,14 +262,22 @@ def split_valid(items: Sequence[str], fraction: float = 0.05, labels: Sequence[s
 class EncodedItems:
     """Token ids of many items in one flat array: cheap to hold and to batch."""
 
-    def __init__(self, texts: Sequence[str], tokenizer: CharTokenizer):
+    def __init__(self, texts: Sequence[str], tokenizer: CharTokenizer, label_ids: Sequence[int] | None = None):
         self.flat, self.offsets = tokenizer.encode_many(texts)
         self.lengths = np.diff(self.offsets)
+        self.label_ids = None if label_ids is None else np.asarray(label_ids, dtype=np.int64)
+
+    def labels_of(self, index) -> torch.Tensor | None:
+        """Label ids (B,) of items `index`, or None for unlabelled data."""
+        if self.label_ids is None:
+            return None
+        return torch.from_numpy(self.label_ids[np.asarray(index, dtype=np.int64)])
 
     @classmethod
     def from_arrays(cls, flat: np.ndarray, offsets: np.ndarray) -> "EncodedItems":
         """Items already tokenised (possibly memory-mapped arrays)."""
         self = cls.__new__(cls)
+        self.label_ids = None
         self.flat, self.offsets = flat, np.asarray(offsets)
         self.lengths = np.diff(self.offsets)
         return self

@@ -19,6 +19,11 @@ def _device_of(model: TextVAE) -> torch.device:
     return next(model.parameters()).device
 
 
+def _labels(data: EncodedItems, index, device) -> torch.Tensor | None:
+    y = data.labels_of(index)
+    return None if y is None else y.to(device)
+
+
 @torch.no_grad()
 def evaluate_elbo(model: TextVAE, data: EncodedItems, batch_size: int = 256, seed: int = 0,
                   autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
@@ -32,12 +37,13 @@ def evaluate_elbo(model: TextVAE, data: EncodedItems, batch_size: int = 256, see
     gen = torch.Generator(device=device).manual_seed(seed)
     total_recon = total_kl = 0.0
     mus = []
-    for _, tokens, lengths in data.iterate(batch_size):
+    for index, tokens, lengths in data.iterate(batch_size):
         tokens, lengths = tokens.to(device), lengths.to(device)
+        y = _labels(data, index, device)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            mu, logvar = model.encode(tokens, lengths)
+            mu, logvar = model.encode(tokens, lengths, y)
             z = mu if model.config.lm else reparameterize(mu, logvar, gen)
-            logits = model.decode(z, decoder_inputs(tokens), lengths)
+            logits = model.decode(z, decoder_inputs(tokens), lengths, y)
         total_recon += float(reconstruction_nll(logits, tokens).sum())
         total_kl += float(kl_divergence(mu.float(), logvar.float()).sum())
         mus.append(mu.float().cpu())
@@ -69,9 +75,10 @@ def reconstruction_stats(model: TextVAE, data: EncodedItems, limit: int | None =
         index = np.arange(start, min(start + batch_size, n))
         tokens, lengths = data.batch(index)
         tokens, lengths = tokens.to(device), lengths.to(device)
-        mu, _ = model.encode(tokens, lengths)
+        y = _labels(data, index, device)
+        mu, _ = model.encode(tokens, lengths, y)
         T = tokens.shape[1]
-        out = decode_codes(model, mu, max_len=T + max_extra, greedy=True)[:, :T]
+        out = decode_codes(model, model.condition(mu, y), max_len=T + max_extra, greedy=True)[:, :T]
         valid = tokens != PAD_ID
         same = (out == tokens) | ~valid
         exact += int(same.all(dim=1).sum())
@@ -103,11 +110,12 @@ def iw_nll(model: TextVAE, data: EncodedItems, samples: int = 100, batch_size: i
     gen = torch.Generator(device=device).manual_seed(seed)
     K = 1 if model.config.lm else samples
     total_iw = total_elbo = total_recon = total_kl = 0.0
-    for _, tokens, lengths in data.iterate(batch_size):
+    for index, tokens, lengths in data.iterate(batch_size):
         tokens, lengths = tokens.to(device), lengths.to(device)
+        y = _labels(data, index, device)
         B = tokens.shape[0]
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            mu, logvar = model.encode(tokens, lengths)
+            mu, logvar = model.encode(tokens, lengths, y)
         mu, logvar = mu.float(), logvar.float()
         inputs = decoder_inputs(tokens)
         log_w = []
@@ -118,7 +126,8 @@ def iw_nll(model: TextVAE, data: EncodedItems, samples: int = 100, batch_size: i
             z = z.expand(k, B, -1) if model.config.lm else z
             flat_z = z.reshape(k * B, -1)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                logits = model.decode(flat_z, inputs.repeat(k, 1), lengths.repeat(k))
+                logits = model.decode(flat_z, inputs.repeat(k, 1), lengths.repeat(k),
+                                      None if y is None else y.repeat(k))
             log_px_z = -reconstruction_nll(logits, tokens.repeat(k, 1)).view(k, B)
             if model.config.lm:
                 log_w.append(log_px_z)
@@ -160,8 +169,9 @@ def posterior_stats(model: TextVAE, data: EncodedItems, batch_size: int = 256, s
     n = min(len(data), max_items)
     mus, logvars = [], []
     for start in range(0, n, batch_size):
-        tokens, lengths = data.batch(np.arange(start, min(start + batch_size, n)))
-        mu, logvar = model.encode(tokens.to(device), lengths.to(device))
+        index = np.arange(start, min(start + batch_size, n))
+        tokens, lengths = data.batch(index)
+        mu, logvar = model.encode(tokens.to(device), lengths.to(device), _labels(data, index, device))
         mus.append(mu.float())
         logvars.append(logvar.float())
     mu, logvar = torch.cat(mus), torch.cat(logvars)                                 # (N, Z)

@@ -196,9 +196,13 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
                 batch_chars = int(lengths.sum())
                 inputs = character_dropout(decoder_inputs(tokens), cfg.word_dropout)
                 eps = torch.randn(len(index), model.config.latent_dim)
+                labels = train_data.labels_of(index)
                 if world > 1:
                     rows = torch.from_numpy(np.array_split(np.arange(len(index)), world)[rank])
                     tokens, lengths, inputs, eps = tokens[rows], lengths[rows], inputs[rows], eps[rows]
+                    labels = None if labels is None else labels[rows]
+                if labels is not None:
+                    labels = labels.to(device, non_blocking=True)
                 if pin:
                     tokens, lengths, inputs = tokens.pin_memory(), lengths.pin_memory(), inputs.pin_memory()
                 tokens = tokens.to(device, non_blocking=True)
@@ -207,7 +211,7 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
                 eps = eps.to(device, non_blocking=True)
                 beta = schedule(pos["step"])
                 with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                    out = net(tokens, lengths, inputs=inputs, eps=eps)
+                    out = net(tokens, lengths, inputs=inputs, eps=eps, labels=labels)
                     terms = elbo_terms(out.logits, tokens, out.mu, out.logvar, beta, free_bits,
                                        total_items=len(index), all_reduce=all_reduce)
                 loss = terms["loss"] * world          # DDP averages gradients; the sum over processes is wanted
