@@ -521,6 +521,22 @@ def _decoding(opts: dict, default: str) -> dict:
             "repetition_penalty": opts.pop("repetition_penalty"), "max_len": opts.pop("max_len")}
 
 
+LABEL_OPTION = click.option("--label", help="A conditional model's label to decode (and encode) under.")
+
+
+def _label_check(m, *labels) -> None:
+    """One clear line for a label the model does not know, or a missing one."""
+    for label in labels:
+        if label is None:
+            continue
+        if not m.conditional:
+            raise UserError("--label needs a conditional model (trained with --label COLUMN)")
+        if label not in m.labels:
+            raise UserError(f"unknown label {label!r}: the model knows {', '.join(m.labels)}")
+    if m.conditional and labels and labels[0] is None:
+        raise UserError(f"this model is conditional: pass --label ({', '.join(m.labels)})")
+
+
 MODEL_OPTION = click.option("--model", "model_path",
                             help="Checkpoint file or run directory [default: the last one trained here].")
 
@@ -535,16 +551,18 @@ MODEL_OPTION = click.option("--model", "model_path",
 @click.option("--radius", type=click.FloatRange(0), default=1.0, show_default=True,
               help="With --near: how many posterior standard deviations to wander.")
 @click.option("--stats", is_flag=True, help="Also report (on stderr) how many samples are new, copied or repeated.")
-def generate(model_path, num, near, radius, stats, **opts):
+@LABEL_OPTION
+def generate(model_path, num, near, radius, stats, label, **opts):
     """Sample new items: codes from the prior (or near a text), decoded one per line."""
     if near is not None:
         _check_nonempty([near])
     seed = opts.pop("seed")
     dec = _decoding(opts, "sample")
     m = _load(model_path)
+    _label_check(m, label)
     if near is not None:
         _check_texts(m, [near])
-    texts = m.generate(num, seed=seed, near=near, radius=radius, **dec)
+    texts = m.generate(num, seed=seed, near=near, radius=radius, label=label, **dec)
     for text in texts:
         click.echo(text)
     if stats:
@@ -575,14 +593,18 @@ def _texts_from(texts, file, m=None) -> list[str]:
 @click.option("--file", "file", help="Also every line of this file.")
 @MODEL_OPTION
 @decoding_options
-def reconstruct(texts, file, model_path, **opts):
-    """Encode each text and decode its posterior mean: input, a tab, then its reconstruction."""
+@click.option("--label", help="A conditional model: the texts' own label.")
+@click.option("--to-label", help="A conditional model: decode under this label instead (label transfer).")
+def reconstruct(texts, file, model_path, label, to_label, **opts):
+    """Encode each text and decode its posterior mean: input, a tab, then its reconstruction.
+    With --label and --to-label, the text is re-written under another label."""
     items = _texts_from(texts, file)
     seed = opts.pop("seed")
     dec = _decoding(opts, "greedy")
     m = _load(model_path)
+    _label_check(m, label, to_label)
     _check_texts(m, items)
-    for a, b in zip(items, m.reconstruct(items, seed=seed, **dec)):
+    for a, b in zip(items, m.reconstruct(items, seed=seed, label=label, to_label=to_label, **dec)):
         click.echo(f"{a}\t{b}")
 
 
@@ -593,7 +615,8 @@ def reconstruct(texts, file, model_path, **opts):
 @click.option("--logvar", is_flag=True, help="Also the posterior log-variances (.npy: a second file NAME.logvar.npy).")
 @click.option("--column", help="Text column of a table file.")
 @MODEL_OPTION
-def encode(file, out_path, logvar, column, model_path):
+@LABEL_OPTION
+def encode(file, out_path, logvar, column, model_path, label):
     """Posterior means of every item of FILE, in input order."""
     import json as _json
 
@@ -604,11 +627,12 @@ def encode(file, out_path, logvar, column, model_path):
     if out.suffix not in (".npy", ".jsonl"):
         raise UserError(f"--out must end in .npy or .jsonl, not {out.suffix or 'nothing'}")
     m = _load(model_path)
+    _label_check(m, label)
     items = read_corpus(file, unit=m.extra.get("unit") or "line", column=column).items
     unknown = m.unknown_chars(items)
     if unknown:
         err.print(f"[yellow]warning:[/] {len(unknown)} characters never seen in training map to <unk>")
-    mu, lv = m.encode(items, return_logvar=True)
+    mu, lv = m.encode(items, return_logvar=True, labels=label)
     if out.suffix == ".npy":
         np.save(out, mu)
         if logvar:
@@ -637,7 +661,9 @@ def encode(file, out_path, logvar, column, model_path):
 @click.option("--out", "out_path", type=click.Path(dir_okay=False),
               help="Also draw the path: .html or .png, changed characters highlighted.")
 @decoding_options
-def interpolate(a, b, model_path, steps, method, unique, random_ends, out_path, **opts):
+@click.option("--label", help="A conditional model: the label kept along the path (the label of A).")
+@click.option("--label-b", help="A conditional model: B's label; the path then moves between the two labels too.")
+def interpolate(a, b, model_path, steps, method, unique, random_ends, out_path, label, label_b, **opts):
     """Decode the points between the codes of A and B (Bowman et al. 2016, section 5), one line per step."""
     if not random_ends:
         if a is None or b is None:
@@ -648,13 +674,14 @@ def interpolate(a, b, model_path, steps, method, unique, random_ends, out_path, 
     seed = opts.pop("seed")
     dec = _decoding(opts, "greedy")
     m = _load(model_path)
+    _label_check(m, label, label_b)
     if random_ends:
         z = m.sample_prior(2, seed)
         ends = (z[0], z[1])
     else:
         _check_texts(m, [a, b])
         ends = (a, b)
-    texts = m.interpolate(*ends, steps=steps, method=method, seed=seed, **dec)
+    texts = m.interpolate(*ends, steps=steps, method=method, seed=seed, label=label, label_b=label_b, **dec)
     fractions = [i / (steps - 1) for i in range(steps)]
     if unique:
         keep = [i for i in range(steps) if i == 0 or texts[i] != texts[i - 1]]
@@ -680,23 +707,43 @@ def interpolate(a, b, model_path, steps, method, unique, random_ends, out_path, 
 @click.argument("c")
 @MODEL_OPTION
 @decoding_options
-def analogy(a, b, c, model_path, **opts):
+@LABEL_OPTION
+def analogy(a, b, c, model_path, label, **opts):
     """Latent arithmetic: decode z_B - z_A + z_C ("A is to B as C is to ?")."""
     _check_nonempty([a, b, c])
     seed = opts.pop("seed")
     dec = _decoding(opts, "greedy")
     m = _load(model_path)
+    _label_check(m, label)
     _check_texts(m, [a, b, c])
-    click.echo(m.analogy(a, b, c, seed=seed, **dec))
+    click.echo(m.analogy(a, b, c, seed=seed, label=label, **dec))
 
 
 # ---------------------------------------------------------------------------- evaluate
 
-def _read_eval_items(m, path, column, unit, max_len):
+def _read_eval_items(m, path, column, unit, max_len, label_column=None):
     from .data import read_corpus
     unit = unit or m.extra.get("unit") or "line"
-    corpus = read_corpus(path, unit=unit, column=column, max_len=max_len)
-    return corpus
+    return read_corpus(path, unit=unit, column=column, max_len=max_len, label_column=label_column)
+
+
+def _label_judge(models, label_column: str, seed: int):
+    """The n-gram classifier that judges labels, trained on the (first labelled) model's training split."""
+    from .classifier import NgramClassifier
+    from .data import read_corpus, split_valid
+    m = next((x for x in models if x.conditional), models[0])
+    source = m.extra.get("corpus")
+    if not source or (not source.startswith("hf:") and not Path(source).is_file()):
+        raise UserError("judging labels needs the model's training corpus, which is not at hand")
+    corpus = read_corpus(source, unit=m.extra.get("unit") or "line", column=m.extra.get("column"),
+                         label_column=m.extra.get("label_column") or label_column)
+    if m.extra.get("valid_corpus"):
+        items, labels = corpus.items, corpus.labels
+    else:
+        items, _, labels, _ = split_valid(corpus.items, labels=corpus.labels)
+    items, labels = _keep(items, labels, bool)
+    with err.status("training the label classifier (character n-gram logistic regression)"):
+        return NgramClassifier.fit(items, labels, seed=seed)
 
 
 def _training_items(m, explicit: str | None):
@@ -712,25 +759,51 @@ def _training_items(m, explicit: str | None):
 
 
 def evaluate_model(m, items, samples: int, recon_items: int | None, num_samples: int, train_items, seed: int,
-                   on_progress=None) -> dict:
-    """Every figure `textvae evaluate` reports, as one dict."""
+                   on_progress=None, labels=None) -> dict:
+    """Every figure `textvae evaluate` reports, as one dict (`labels`: the items' labels, conditional models)."""
     from .data import EncodedItems
     from .metrics import iw_nll, posterior_stats, reconstruction_report, sample_report
-    data = EncodedItems(items, m.tokenizer)
+    label_ids = None
+    if m.conditional:
+        label_ids = m.label_ids(labels, len(items)).cpu().numpy()
+    data = EncodedItems(items, m.tokenizer, label_ids)
     t0 = time.monotonic()
-    out = {"model": str(m.path), "lm": m.model.config.lm}
+    out = {"model": str(m.path), "lm": m.model.config.lm, "conditional": m.conditional}
     out.update(iw_nll(m.model, data, samples=samples, seed=seed, progress=on_progress))
     out.update(posterior_stats(m.model, data, seed=seed))
     if not m.model.config.lm:
-        subset = items if recon_items is None else items[:recon_items]
-        out["reconstruction"] = reconstruction_report(subset, m.reconstruct(subset))
-    gen = m.generate(num_samples, seed=seed) if num_samples else []
-    if gen:
+        k = len(items) if recon_items is None else min(recon_items, len(items))
+        subset = items[:k]
+        rec = m.reconstruct(subset, label=labels[:k] if m.conditional else None)
+        out["reconstruction"] = reconstruction_report(subset, rec)
+    if num_samples:
+        gen_labels = [labels[i % len(labels)] for i in range(num_samples)] if m.conditional else None
+        gen = m.generate(num_samples, seed=seed, label=gen_labels)
         report = sample_report(gen, train_items if train_items is not None else set())
         if train_items is None:
             report.pop("copied"), report.pop("new")
         out["sampling"] = report
     out["seconds"] = time.monotonic() - t0
+    return out
+
+
+def label_report(m, clf, items, labels, per_label: int, seed: int) -> dict:
+    """How well generation follows labels, judged by `clf`: agreement for a conditional model, the shares of
+    predicted labels for an unconditional one (which should sit near the class prior)."""
+    from collections import Counter
+    prior = {y: n / len(labels) for y, n in sorted(Counter(labels).items())}
+    out = {"classifier_accuracy": clf.accuracy(items, labels), "class_prior": prior}
+    if m.conditional:
+        by_label = {}
+        for i, y in enumerate(m.labels):
+            pred = clf.predict(m.generate(per_label, seed=seed + i, label=y))
+            by_label[y] = sum(p == y for p in pred) / per_label
+        out["label_agreement_by_label"] = by_label
+        out["label_agreement"] = sum(by_label.values()) / len(by_label)
+    else:
+        pred = clf.predict(m.generate(per_label * max(len(prior), 1), seed=seed))
+        shares = Counter(pred)
+        out["predicted_label_shares"] = {y: shares.get(y, 0) / len(pred) for y in prior}
     return out
 
 
@@ -758,7 +831,10 @@ def _eval_table(results: list[dict], names: list[str]) -> Table:
             ("samples new (not in training)", "sampling.new", "{:.1%}"),
             ("samples copied from training", "sampling.copied", "{:.1%}"),
             ("duplicate samples", "sampling.duplicates", "{:.1%}"),
-            ("distinct-1 / distinct-2", None, None), ("seconds", "seconds", "{:.1f}")]
+            ("distinct-1 / distinct-2", None, None),
+            ("classifier accuracy (held-out)", "labels.classifier_accuracy", "{:.1%}"),
+            ("samples carrying the asked label", "labels.label_agreement", "{:.1%}"),
+            ("seconds", "seconds", "{:.1f}")]
     for label, key, fmt in rows:
         cells = []
         for r in results:
@@ -790,8 +866,12 @@ def _eval_table(results: list[dict], names: list[str]) -> Table:
 @click.option("--train-file", help="Training items, to tell copies from new samples [default: the run's corpus].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures to this JSON file.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the importance samples and samples.")
+@click.option("--label", "label_column",
+              help="Label column of FILE [default: a conditional model's own]: judge whether samples carry labels.")
+@click.option("--per-label", type=click.IntRange(1), default=500, show_default=True,
+              help="Samples generated per label to judge a conditional model.")
 def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, recon_items, num_samples, train_file,
-             json_path, seed):
+             json_path, seed, label_column, per_label):
     """How well a model models held-out FILE: IW-NLL, ELBO, KL, mutual information, active units,
     reconstruction, and whether its samples are new."""
     import json as _json
@@ -799,9 +879,18 @@ def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, 
     if baseline:
         models.append(_load(baseline))
     results, names = [], []
+    label_column = label_column or next((m.extra.get("label_column") for m in models if m.conditional), None)
+    clf = _label_judge(models, label_column, seed) if label_column else None
     for m in models:
-        corpus = _read_eval_items(m, file, column, unit, max_len or m.extra.get("max_len"))
-        items = corpus.items[:limit] if limit else corpus.items
+        corpus = _read_eval_items(m, file, column, unit, max_len or m.extra.get("max_len"), label_column)
+        items, labels = corpus.items, corpus.labels
+        if labels is not None:
+            known = set(m.labels) if m.conditional else set(clf.labels)
+            items, labels = _keep(items, labels, lambda y: y in known)
+        if limit:
+            items, labels = items[:limit], (labels[:limit] if labels is not None else None)
+        if not items:
+            raise UserError(f"no items of {file} to evaluate")
         if m.unknown_chars(items):
             err.print(f"[yellow]warning:[/] {len(m.unknown_chars(items))} characters of {_plain(file)} are "
                       f"outside the vocabulary of {_plain(str(m.path))} and count as <unk>")
@@ -811,7 +900,9 @@ def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, 
         with progress:
             task = progress.add_task(f"IW-NLL (K={samples})", total=len(items))
             r = evaluate_model(m, items, samples, recon_items, num_samples, train_items, seed,
-                               on_progress=lambda b: progress.advance(task, b))
+                               on_progress=lambda b: progress.advance(task, b), labels=labels)
+        if clf is not None and labels:
+            r["labels"] = label_report(m, clf, items, labels, per_label, seed)
         r["file"] = file
         results.append(r)
         names.append(("LM " if m.model.config.lm else "VAE ") + Path(str(m.path)).parent.name)
@@ -819,6 +910,15 @@ def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, 
         a, b = results
         results[0]["gap_to_baseline"] = a["iw_nats_per_char"] / b["iw_nats_per_char"] - 1
     err.print(_eval_table(results, names))
+    for name, r in zip(names, results):
+        lab = r.get("labels") or {}
+        prior = ", ".join(f"{_plain(y)} {p:.1%}" for y, p in lab.get("class_prior", {}).items())
+        if "label_agreement_by_label" in lab:
+            per = ", ".join(f"{_plain(y)} {p:.1%}" for y, p in lab["label_agreement_by_label"].items())
+            err.print(f"{name}: samples judged to carry the asked label: {per} (class prior: {prior})")
+        elif "predicted_label_shares" in lab:
+            per = ", ".join(f"{_plain(y)} {p:.1%}" for y, p in lab["predicted_label_shares"].items())
+            err.print(f"{name}: labels the judge gives its samples: {per} (class prior: {prior})")
     if len(results) == 2:
         err.print(f"IW-NLL per character: {names[0]} is {100 * results[0]['gap_to_baseline']:+.2f}% against {names[1]}")
     if json_path:
@@ -854,6 +954,7 @@ def plot(run, data_path, column, label_column, limit, out_dir):
     m = _load(str(run_dir))
     info = _json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     unit = info.get("unit", "line")
+    label_column = label_column or m.extra.get("label_column")
     if data_path:
         corpus = read_corpus(data_path, unit=unit, column=column, label_column=label_column)
         items, labels = corpus.items, corpus.labels
@@ -868,10 +969,15 @@ def plot(run, data_path, column, label_column, limit, out_dir):
             items, labels = split_valid(corpus.items)[1], None
     else:
         raise UserError("no held-out items at hand: pass --data FILE")
+    if m.conditional:                                   # a conditional model encodes under each item's label
+        if not labels:
+            raise UserError("this model is conditional: --data must have its label column (--label COLUMN)")
+        items, labels = _keep(items, labels, lambda y: y in m.labels)
     items, labels = items[:limit], (labels[:limit] if labels else None)
+    if not items:
+        raise UserError("no held-out items to map")
     if not m.model.config.lm:
-        mu = m.encode(items) if len(items) <= 4096 else __import__("numpy").concatenate(
-            [m.encode(items[i:i + 4096]) for i in range(0, len(items), 4096)])
+        mu = m.encode(items, labels=labels if m.conditional else None)
         written.append(plots.latent_map(mu, items, out / "latent_map.png", labels=labels,
                                         title=f"posterior means of {len(items):,} held-out items (PCA)"))
     for path in written:
