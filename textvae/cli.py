@@ -58,6 +58,11 @@ class Group(click.Group):
             fail("interrupted", 130)
         except MemoryError:
             fail("out of memory: try a smaller --batch-size or model")
+        except Exception as e:  # a bug of ours: still one line, with a way to see the traceback
+            if os.environ.get("TEXTVAE_DEBUG"):
+                raise
+            fail(f"unexpected {type(e).__name__}: {_plain(str(e))[:300]} "
+                 "(please report it; TEXTVAE_DEBUG=1 shows the traceback)", 3)
         if isinstance(rv, int):
             sys.exit(rv)
         sys.exit(0)

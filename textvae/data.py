@@ -251,11 +251,11 @@ def split_valid(items: Sequence[str], fraction: float = 0.05, labels: Sequence[s
     if all(flags):
         flags = [False] * len(items) if len(items) == 1 else flags
     train = [x for x, f in zip(items, flags) if not f] or list(items)
-    valid = [x for x, f in zip(items, flags) if f]
+    valid = [x for x, f in zip(items, flags) if f] or list(train[-1:])     # one item: it validates itself
     if labels is None:
         return train, valid
     train_labels = [x for x, f in zip(labels, flags) if not f] or list(labels)
-    valid_labels = [x for x, f in zip(labels, flags) if f]
+    valid_labels = [x for x, f in zip(labels, flags) if f] or list(train_labels[-1:])
     return train, valid, train_labels, valid_labels
 
 
@@ -401,6 +401,10 @@ def stream_encode(path: str, unit: str = "line", max_len: int | None = None, enc
         splits[name] = EncodedItems.from_arrays(flat, offsets)
     if len(splits["train"]) == 0:
         raise DataError(f"no items to read in {path}")
+    if len(splits["valid"]) == 0:                       # a tiny corpus: its last item validates itself
+        tr = splits["train"]
+        last = np.asarray(tr.flat[int(tr.offsets[-2]):int(tr.offsets[-1])])
+        splits["valid"] = EncodedItems.from_arrays(last, np.array([0, len(last)], dtype=np.int64))
     return {"tokenizer": tokenizer, **splits, "stats": meta["stats"], "cache": str(cache)}
 
 

@@ -164,9 +164,9 @@ def posterior_stats(model: TextVAE, data: EncodedItems, batch_size: int = 256, s
     """
     model.eval()
     device = _device_of(model)
-    if model.config.lm:
-        return {"mi": 0.0, "active_units": 0}
     n = min(len(data), max_items)
+    if model.config.lm or n < 2:                       # no code, or too few items to estimate q(z)
+        return {"mi": 0.0, "active_units": 0}
     mus, logvars = [], []
     for start in range(0, n, batch_size):
         index = np.arange(start, min(start + batch_size, n))
