@@ -48,24 +48,31 @@ def interpolation_png(texts: Sequence[str], fractions: Sequence[float], out: Pat
     import matplotlib.pyplot as plt
     from matplotlib.font_manager import FontProperties
 
-    font = FontProperties(family="monospace", size=11)
+    size = 11
+    font = FontProperties(family="DejaVu Sans Mono", size=size)
     longest = max([len(t) for t in texts] + [10])
-    width = min(max(4.0, 0.11 * longest + 1.5), 30.0)
-    fig = plt.figure(figsize=(width, 0.4 * len(texts) + 0.8))
+    char_in = 0.6 * size / 72                 # a DejaVu Sans Mono character is 0.6 em wide
+    width = min(max(4.0, char_in * (longest + 8) + 0.4), 40.0)
+    n = len(texts)
+    height = 0.4 * n + 0.8
+    fig = plt.figure(figsize=(width, height))
     ax = fig.add_axes([0, 0, 1, 1])
     ax.set_axis_off()
-    n = len(texts)
-    char_w = 0.105 / width                    # one monospace character, in axes units at size 11
-    ax.text(0.01, 1 - 0.25 / (0.4 * n + 0.8), title, fontsize=12, weight="bold", va="top")
+    char_w = char_in / width                  # one character, in axes units
+    ax.text(0.01, 1 - 0.25 / height, title, fontsize=12, weight="bold", va="top")
     for i, (t, f) in enumerate(zip(texts, fractions)):
-        y = 1 - (0.4 * i + 0.75) / (0.4 * n + 0.8)
+        y = 1 - (0.4 * i + 0.75) / height
         ax.text(0.01, y, f"{f:.2f}", fontproperties=font, color="#888", va="center")
-        x = 0.01 + 6 * char_w
+        x0 = 0.01 + 6 * char_w
         spans = [(t, False)] if i == 0 else changed_spans(texts[i - 1], t)
-        for piece, changed in spans:
-            ax.text(x, y, piece, fontproperties=font, va="center",
-                    bbox=dict(facecolor="#ffd54f", edgecolor="none", pad=1) if changed else None)
-            x += char_w * len(piece)
+        k = 0
+        for piece, changed in spans:           # one character at a time, on a fixed grid
+            for ch in piece:
+                if changed:
+                    ax.add_patch(plt.Rectangle((x0 + k * char_w, y - 0.13 / height), char_w, 0.26 / height,
+                                               color="#ffd54f", transform=ax.transAxes, zorder=0))
+                ax.text(x0 + (k + 0.5) * char_w, y, ch, fontproperties=font, va="center", ha="center", zorder=1)
+                k += 1
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
