@@ -178,7 +178,7 @@ def _graceful_stop():
 @click.option("--kl-warmup", type=click.IntRange(1), default=2000, show_default=True,
               help="Steps for beta to reach its maximum (steps per cycle when cyclical).")
 @click.option("--beta", type=click.FloatRange(0), default=1.0, show_default=True, help="Final weight of the KL term.")
-@click.option("--free-bits", type=click.FloatRange(0), default=0.5, show_default=True,
+@click.option("--free-bits", type=click.FloatRange(0), default=0.25, show_default=True,
               help="Nats per latent dimension that cost nothing (Kingma et al. 2016); 0 turns it off.")
 @click.option("--word-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True,
               help="Chance of hiding each decoder input character (Bowman et al. 2016).")
@@ -464,7 +464,7 @@ def _drive_training(run_training, *args, resume=None) -> dict:
                         progress.console.print(
                             f"[yellow]warning: posterior collapse: the code is barely used (KL {ev['kl']:.3f} nats, "
                             f"{ev.get('active_units', 0)} active units, MI {ev.get('mi', 0):.3f}); remedies: "
-                            "--free-bits 0.5, --word-dropout 0.5, --kl-schedule cyclical[/]")
+                            "--free-bits 0.25 (or more), --word-dropout 0.5, --kl-schedule cyclical[/]")
                 elif kind == "done":
                     final = ev
         except TrainingError as e:

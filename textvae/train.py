@@ -33,7 +33,7 @@ class TrainConfig:
     kl_schedule: str = "linear"     # constant | linear | logistic | cyclical
     kl_warmup: int = 2000           # steps of KL annealing (per cycle for cyclical)
     beta: float = 1.0               # the KL weight the schedule reaches
-    free_bits: float = 0.5          # nats per latent dimension below which KL is not penalised
+    free_bits: float = 0.25         # nats per latent dimension below which KL is not penalised
     word_dropout: float = 0.25      # probability of replacing a decoder input character by <unk>
     seed: int = 0                   # all randomness: initialisation, batches, dropout, z samples
     device: str = "auto"            # auto | cpu | cuda
