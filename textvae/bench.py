@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from .data import EncodedItems
 from .decode import decode_codes

@@ -6,7 +6,6 @@ A user's mistake ends in one red line on stderr and a non-zero exit, never a tra
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 import threading

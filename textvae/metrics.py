@@ -12,7 +12,7 @@ from .data import EncodedItems
 from .decode import decode_codes
 from .model import TextVAE, decoder_inputs, reparameterize
 from .objective import kl_divergence, reconstruction_nll
-from .tokenizer import EOS_ID, PAD_ID
+from .tokenizer import PAD_ID
 
 
 def _device_of(model: TextVAE) -> torch.device:
