@@ -242,6 +242,8 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
                     optimizer.step()
                 pos["step"] += 1
                 step = pos["step"]
+                if step % 200 == 0:
+                    train_data.release_pages()
                 chars_seen += batch_chars
                 event = {"event": "step", "step": step, "epoch": pos["epoch"], "loss": float(terms["objective"]),
                          "recon": float(terms["recon"].detach()), "kl": float(terms["kl"].detach()), "beta": beta,
