@@ -35,7 +35,7 @@ def trained_run(tmp_path_factory, tiny_corpus) -> Path:
     torch.manual_seed(0)
     model = TextVAE(ModelConfig(vocab_size=tok.vocab_size, **TINY_MODEL))
     run_dir = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(max_steps=40, batch_size=32, kl_warmup=20, recon_items=50, device="cpu")
+    cfg = TrainConfig(max_steps=40, batch_size=32, kl_warmup=20, recon_items=50, device="cpu", free_bits=0.5)
     events = list(train(model, tok, EncodedItems(items[:250], tok), EncodedItems(items[250:], tok), cfg, run_dir,
                         info={"longest_item": max(map(len, items))}))
     assert events[-1]["event"] == "done"
