@@ -581,7 +581,7 @@ def generate(model_path, num, near, radius, stats, label, **opts):
 
 # ---------------------------------------------------------------------------- reconstruct, encode
 
-def _texts_from(texts, file, m=None) -> list[str]:
+def _texts_from(texts, file) -> list[str]:
     from .data import read_corpus
     items = list(texts)
     if file:

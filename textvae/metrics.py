@@ -27,16 +27,11 @@ def _labels(data: EncodedItems, index, device) -> torch.Tensor | None:
 @torch.no_grad()
 def evaluate_elbo(model: TextVAE, data: EncodedItems, batch_size: int = 256, seed: int = 0,
                   autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
-    """Single-sample ELBO on `data`, per item and per character (each item's <eos> counts as one).
-
-    Also the active units (Burda et al. 2016): dimensions whose posterior mean varies across
-    items with variance above 0.01.
-    """
+    """Single-sample ELBO on `data`, per item and per character (each item's <eos> counts as one)."""
     model.eval()
     device = _device_of(model)
     gen = torch.Generator(device=device).manual_seed(seed)
     total_recon = total_kl = 0.0
-    mus = []
     for index, tokens, lengths in data.iterate(batch_size):
         tokens, lengths = tokens.to(device), lengths.to(device)
         y = _labels(data, index, device)
@@ -46,18 +41,14 @@ def evaluate_elbo(model: TextVAE, data: EncodedItems, batch_size: int = 256, see
             logits = model.decode(z, decoder_inputs(tokens), lengths, y)
         total_recon += float(reconstruction_nll(logits, tokens).sum())
         total_kl += float(kl_divergence(mu.float(), logvar.float()).sum())
-        mus.append(mu.float().cpu())
     n, chars = len(data), data.num_chars
     elbo = total_recon + total_kl
-    mu_all = torch.cat(mus)
-    active = int((mu_all.var(dim=0) > 0.01).sum()) if len(mu_all) > 1 and not model.config.lm else 0
     return {
         "recon": total_recon / n,
         "kl": total_kl / n,
         "nll_elbo": elbo / n,                       # -ELBO per item: an upper bound on -log p(x)
         "nats_per_char": elbo / chars,
         "bits_per_char": elbo / chars / math.log(2),
-        "active_units": active,
         "items": n,
     }
 
