@@ -160,6 +160,7 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
 
     bad_steps = 0
     reason = "finished"
+
     def agree(*flags: bool) -> list[bool]:
         """Every process takes the same decision: true for all if true for any."""
         if world == 1:
