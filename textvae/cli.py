@@ -207,7 +207,8 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, 
         return
     if not corpus:
         raise UserError("give a CORPUS to train on (or --resume RUN)")
-    source, folder_valid = resolve_corpus_arg(corpus)
+    from .data import resolve_corpus
+    source, folder_valid = resolve_corpus(corpus)
     valid_path = valid_path or folder_valid
     tokenizer, train_data, valid_data, name, note, fingerprint, label_names = _prepare_data(
         source, valid_path, unit, column, max_len, encoding, errors, stream, label_column=label_column)
@@ -282,11 +283,6 @@ def _barrier() -> None:
 
 
 RUN_FILES = ("best.safetensors", "last.safetensors", "resume.safetensors", "metrics.jsonl", "run.json")
-
-
-def resolve_corpus_arg(corpus: str):
-    from .data import resolve_corpus
-    return resolve_corpus(corpus)
 
 
 def _items_md5(items) -> str:
