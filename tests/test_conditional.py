@@ -6,9 +6,13 @@ import random
 import pytest
 from click.testing import CliRunner
 
+import torch
+
 import textvae
 from textvae.classifier import NgramClassifier
 from textvae.cli import cli
+from textvae.decode import Guided, beam_search, decode_codes
+from textvae.model import ModelConfig, TextVAE
 
 TINY = ["--embed-dim", "16", "--hidden-dim", "48", "--latent-dim", "8", "--batch-size", "32"]
 
@@ -88,6 +92,51 @@ def test_label_to_an_unconditional_model_is_refused(tmp_path, monkeypatch, tiny_
     assert run("train", str(tiny_corpus), "--steps", "5", *TINY).exit_code == 0
     r = run("generate", "--label", "x")
     assert r.exit_code != 0 and "needs a conditional model" in r.stderr
+    r = run("generate", "--guidance", "1")
+    assert r.exit_code != 0 and "--guidance needs a conditional model" in r.stderr
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_guidance_zero_decodes_exactly_like_the_plain_decoder(cell):
+    torch.manual_seed(0)
+    model = TextVAE(ModelConfig(vocab_size=12, cell=cell, embed_dim=8, hidden_dim=16, latent_dim=4,
+                                num_labels=3, label_dim=4, null_label=True)).eval()
+    z = torch.randn(6, 4)
+    code = model.condition(z, torch.tensor([0, 1, 2, 0, 1, 2]))
+    both = torch.cat([code, model.condition(z, torch.full((6,), 3))], dim=1)
+    guided = Guided(model, 0.0)
+    assert torch.equal(decode_codes(guided, both, max_len=15), decode_codes(model, code, max_len=15))
+    a = decode_codes(guided, both, max_len=15, greedy=False, generator=torch.Generator().manual_seed(1))
+    b = decode_codes(model, code, max_len=15, greedy=False, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    assert torch.equal(beam_search(guided, both, beam=3, max_len=15), beam_search(model, code, beam=3, max_len=15))
+    # a positive weight changes what is decoded, and the same weight twice decodes the same
+    strong = decode_codes(Guided(model, 5.0), both, max_len=15, greedy=False, generator=torch.Generator().manual_seed(1))
+    again = decode_codes(Guided(model, 5.0), both, max_len=15, greedy=False, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(strong, a) and torch.equal(strong, again)
+
+
+def test_guidance_steers_samples_towards_the_label(trained):
+    m = textvae.load(trained / "runs" / "pairs")
+    assert m.guidable                                       # trained with the default label dropout
+    inside = lambda texts, letters: sum(c in letters for t in texts for c in t) / max(sum(map(len, texts)), 1)
+    for label, letters in (("low", "abcdefghijklm"), ("high", "nopqrstuvwxyz")):
+        plain = inside(m.generate(300, label=label, seed=2, guidance=0, temperature=1.5), letters)
+        guided = inside(m.generate(300, label=label, seed=2, guidance=3, temperature=1.5), letters)
+        assert guided > plain
+    with pytest.raises(ValueError, match="at least 0"):
+        m.generate(2, label="low", guidance=-1)
+
+
+def test_label_dropout_zero_gives_a_model_that_refuses_guidance(labelled, monkeypatch):
+    monkeypatch.chdir(labelled)
+    r = run("train", "pairs.tsv", "--label", "label", "--label-dropout", "0", "--steps", "5", "--out", "nodrop",
+            *TINY)
+    assert r.exit_code == 0, r.output
+    assert not textvae.load(labelled / "nodrop").guidable
+    r = run("generate", "--model", "nodrop", "--label", "low", "--guidance", "2")
+    assert r.exit_code != 0 and "--guidance needs" in r.stderr and "Traceback" not in r.output
+    assert run("generate", "--model", "nodrop", "--label", "low", "-n", "3").exit_code == 0
 
 
 def test_classifier_learns_a_separable_rule():

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .decode import beam_search, decode_codes, lerp, slerp
+from .decode import Guided, beam_search, decode_codes, lerp, slerp
 from .model import TextVAE
 from .tokenizer import CharTokenizer
 
@@ -97,26 +97,48 @@ class Model:
     def decode(self, z, strategy: str = "greedy", temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                beam: int = 5, length_penalty: float = 1.0, repetition_penalty: float = 1.0,
                max_len: int | None = None, seed: int | None = None, batch_size: int = 4096,
-               greedy: bool | None = None, labels=None) -> list[str]:
+               greedy: bool | None = None, labels=None, guidance: float | None = None) -> list[str]:
         """Text for each code in z (N, Z).
 
         strategy: "greedy" (most likely character each step), "sample" (temperature, top-k, top-p) or
         "beam" (beam search, `beam` wide, ranked by log-probability / length^length_penalty).
+        guidance: a conditional model's pull towards the label (see `decode.Guided`); by default
+        `DEFAULT_GUIDANCE` for a model trained with label dropout, 0 (none) otherwise.
         """
         z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
         if z.dim() == 1:
             z = z.unsqueeze(0)
         code = self.model.condition(z, self.label_ids(labels, len(z)))         # (N, code)
+        guidance = self.resolve_guidance(guidance)
+        if guidance:
+            none = torch.full((len(z),), self.model.config.num_labels, dtype=torch.long, device=self.device)
+            code = torch.cat([code, self.model.condition(z, none)], dim=1)     # (N, 2 * code)
         return self._decode_codes(code, strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p,
                                   beam=beam, length_penalty=length_penalty, repetition_penalty=repetition_penalty,
-                                  max_len=max_len, seed=seed, batch_size=batch_size, greedy=greedy)
+                                  max_len=max_len, seed=seed, batch_size=batch_size, greedy=greedy,
+                                  guidance=guidance)
+
+    @property
+    def guidable(self) -> bool:
+        """A conditional model trained with label dropout: it also models items with no label."""
+        return self.conditional and self.model.config.null_label
+
+    def resolve_guidance(self, guidance: float | None) -> float:
+        if guidance is None:
+            return DEFAULT_GUIDANCE if self.guidable else 0.0
+        if guidance < 0:
+            raise ValueError("guidance must be at least 0")
+        if guidance and not self.guidable:
+            raise ValueError("guidance needs a conditional model trained with label dropout")
+        return float(guidance)
 
     @torch.no_grad()
     def _decode_codes(self, code: torch.Tensor, strategy: str = "greedy", temperature: float = 1.0, top_k: int = 0,
                       top_p: float = 1.0, beam: int = 5, length_penalty: float = 1.0, repetition_penalty: float = 1.0,
                       max_len: int | None = None, seed: int | None = None, batch_size: int = 4096,
-                      greedy: bool | None = None) -> list[str]:
-        """Text for each conditioned code (N, code)."""
+                      greedy: bool | None = None, guidance: float = 0.0) -> list[str]:
+        """Text for each conditioned code (N, code); with guidance, each code is followed by the same z
+        under the "no label" id (N, 2 * code)."""
         if greedy is not None:                       # shorthand: greedy=False means sample
             strategy = "greedy" if greedy else "sample"
         if strategy not in STRATEGIES:
@@ -128,14 +150,15 @@ class Model:
         max_len = max_len or self.default_max_len
         if strategy == "beam":
             batch_size = max(1, batch_size // max(beam, 1))
+        net = Guided(self.model, guidance) if guidance else self.model
         texts = []
         for start in range(0, len(code), batch_size):
             chunk = code[start:start + batch_size]
             if strategy == "beam":
-                ids = beam_search(self.model, chunk, beam=beam, max_len=max_len, length_penalty=length_penalty,
+                ids = beam_search(net, chunk, beam=beam, max_len=max_len, length_penalty=length_penalty,
                                   repetition_penalty=repetition_penalty)
             else:
-                ids = decode_codes(self.model, chunk, max_len=max_len, greedy=strategy == "greedy",
+                ids = decode_codes(net, chunk, max_len=max_len, greedy=strategy == "greedy",
                                    temperature=temperature, top_k=top_k, top_p=top_p,
                                    repetition_penalty=repetition_penalty, generator=gen)
             texts.extend(self.tokenizer.decode(row) for row in ids.tolist())
@@ -154,14 +177,15 @@ class Model:
     def generate(self, n: int, strategy: str = "sample", temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 1.0, beam: int = 5, length_penalty: float = 1.0, repetition_penalty: float = 1.0,
                  max_len: int | None = None, seed: int | None = None, near: str | None = None,
-                 radius: float = 1.0, greedy: bool | None = None, label=None, near_label=None) -> list[str]:
+                 radius: float = 1.0, greedy: bool | None = None, label=None, near_label=None,
+                 guidance: float | None = None) -> list[str]:
         """`n` new items: codes drawn from the prior N(0, I) (or around `near`'s posterior), then decoded;
         a conditional model decodes them under `label` (one name, or one per item)."""
         z = (self.sample_near(near, n, radius, seed, label=near_label or label) if near is not None
              else self.sample_prior(n, seed))
         return self.decode(z, strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, beam=beam,
                            length_penalty=length_penalty, repetition_penalty=repetition_penalty, max_len=max_len,
-                           seed=None if seed is None else seed + 1, greedy=greedy, labels=label)
+                           seed=None if seed is None else seed + 1, greedy=greedy, labels=label, guidance=guidance)
 
     def reconstruct(self, texts: Sequence[str], max_len: int | None = None, label=None, to_label=None,
                     **decoding) -> list[str]:
@@ -194,7 +218,11 @@ class Model:
             ya, yb = (self.model.label_embedding(self.label_ids(x, 1))[0].detach().cpu() for x in (la, lb))
             t = torch.linspace(0, 1, steps).unsqueeze(1)
             code = torch.cat([path, (1 - t) * ya + t * yb], dim=1)
-            texts = self._decode_codes(code, max_len=max_len, **decoding)
+            guidance = self.resolve_guidance(decoding.pop("guidance", None))
+            if guidance:
+                none = torch.full((steps,), self.model.config.num_labels, dtype=torch.long, device=self.device)
+                code = torch.cat([code, self.model.condition(path.to(self.device), none).cpu()], dim=1)
+            texts = self._decode_codes(code, max_len=max_len, guidance=guidance, **decoding)
         else:
             texts = self.decode(path, max_len=max_len, labels=la, **decoding)
         if unique:
@@ -203,6 +231,7 @@ class Model:
 
 
 STRATEGIES = ("greedy", "sample", "beam")
+DEFAULT_GUIDANCE = 1.0      # classifier-free guidance weight for conditional models trained with label dropout
 
 
 def load(path, device: str = "cpu") -> Model:

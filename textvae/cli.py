@@ -181,6 +181,9 @@ def _graceful_stop():
               help="Nats per latent dimension that cost nothing (Kingma et al. 2016); 0 turns it off.")
 @click.option("--word-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True,
               help="Chance of hiding each decoder input character (Bowman et al. 2016).")
+@click.option("--label-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
+              help="With --label: chance of hiding an item's label, so the model also learns items with no "
+                   "label and can be guided towards one when decoding (--guidance); 0 turns it off.")
 @click.option("--clip", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True, help="Gradient-norm clipping.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for all randomness.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
@@ -191,7 +194,7 @@ def _graceful_stop():
 @click.pass_context
 def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, max_len, encoding, errors, cell, embed_dim, hidden_dim, latent_dim,
           layers, bidirectional, z_every_step, lm, epochs, steps, minutes, patience, batch_size, lr, kl_schedule, kl_warmup, beta,
-          free_bits, word_dropout, clip, seed, device, amp, force, stream):
+          free_bits, word_dropout, label_dropout, clip, seed, device, amp, force, stream):
     """Train a VAE on CORPUS: a UTF-8 text file (one item per line), a CSV/TSV/JSONL/Parquet file with
     --column, a folder holding train.txt (and valid.txt), or hf:NAME[:CONFIG] for a Hugging Face dataset.
     Ctrl-C saves a resumable state; `textvae train --resume RUN` continues it."""
@@ -228,10 +231,11 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, 
 
     model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=hidden_dim,
                             latent_dim=latent_dim, num_layers=layers, bidirectional=bidirectional,
-                            z_every_step=z_every_step, lm=lm, num_labels=len(label_names or []))
+                            z_every_step=z_every_step, lm=lm, num_labels=len(label_names or []),
+                            null_label=bool(label_names) and label_dropout > 0)
     cfg = TrainConfig(epochs=epochs, max_steps=steps, max_minutes=minutes, patience=patience, batch_size=batch_size, lr=lr,
                       clip=clip, kl_schedule=kl_schedule, kl_warmup=kl_warmup, beta=beta, free_bits=free_bits,
-                      word_dropout=word_dropout, seed=seed, device=device, amp=amp)
+                      word_dropout=word_dropout, label_dropout=label_dropout, seed=seed, device=device, amp=amp)
     torch.manual_seed(seed)
     model = TextVAE(model_cfg)
     info = {"corpus": source, "valid_corpus": valid_path, "unit": unit, "column": column, "max_len": max_len,
@@ -504,6 +508,9 @@ def decoding_options(f):
                      help="Beam ranking: log-probability / length^this (0: raw log-probability)."),
         click.option("--repetition-penalty", type=click.FloatRange(1.0), default=1.0, show_default=True,
                      help="Discourage characters already emitted (Keskar et al. 2019); 1: off."),
+        click.option("--guidance", type=click.FloatRange(0),
+                     help="A conditional model trained with label dropout: how hard to steer towards the label "
+                          "(classifier-free guidance; 0: none) [default: 1]."),
         click.option("--seed", type=int, help="Seed: the same seed prints the same items."),
         click.option("--max-len", type=click.IntRange(1), help="Longest item, in characters [default: from the training data]."),
     ]
@@ -518,14 +525,17 @@ def _decoding(opts: dict, default: str) -> dict:
         strategy = "greedy"
     return {"strategy": strategy, "temperature": opts.pop("temperature"), "top_k": opts.pop("top_k"),
             "top_p": opts.pop("top_p"), "beam": opts.pop("beam"), "length_penalty": opts.pop("length_penalty"),
-            "repetition_penalty": opts.pop("repetition_penalty"), "max_len": opts.pop("max_len")}
+            "repetition_penalty": opts.pop("repetition_penalty"), "max_len": opts.pop("max_len"),
+            "guidance": opts.pop("guidance")}
 
 
 LABEL_OPTION = click.option("--label", help="A conditional model's label to decode (and encode) under.")
 
 
-def _label_check(m, *labels) -> None:
-    """One clear line for a label the model does not know, or a missing one."""
+def _label_check(m, *labels, guidance: float | None = None) -> None:
+    """One clear line for a label the model does not know, a missing one, or guidance it cannot take."""
+    if guidance and not m.guidable:
+        raise UserError("--guidance needs a conditional model trained with --label and --label-dropout above 0")
     for label in labels:
         if label is None:
             continue
@@ -559,7 +569,7 @@ def generate(model_path, num, near, radius, stats, label, **opts):
     seed = opts.pop("seed")
     dec = _decoding(opts, "sample")
     m = _load(model_path)
-    _label_check(m, label)
+    _label_check(m, label, guidance=dec["guidance"])
     if near is not None:
         _check_texts(m, [near])
     texts = m.generate(num, seed=seed, near=near, radius=radius, label=label, **dec)
@@ -602,7 +612,7 @@ def reconstruct(texts, file, model_path, label, to_label, **opts):
     seed = opts.pop("seed")
     dec = _decoding(opts, "greedy")
     m = _load(model_path)
-    _label_check(m, label, to_label)
+    _label_check(m, label, to_label, guidance=dec["guidance"])
     _check_texts(m, items)
     for a, b in zip(items, m.reconstruct(items, seed=seed, label=label, to_label=to_label, **dec)):
         click.echo(f"{a}\t{b}")
@@ -674,7 +684,7 @@ def interpolate(a, b, model_path, steps, method, unique, random_ends, out_path, 
     seed = opts.pop("seed")
     dec = _decoding(opts, "greedy")
     m = _load(model_path)
-    _label_check(m, label, label_b)
+    _label_check(m, label, label_b, guidance=dec["guidance"])
     if random_ends:
         z = m.sample_prior(2, seed)
         ends = (z[0], z[1])
@@ -714,7 +724,7 @@ def analogy(a, b, c, model_path, label, **opts):
     seed = opts.pop("seed")
     dec = _decoding(opts, "greedy")
     m = _load(model_path)
-    _label_check(m, label)
+    _label_check(m, label, guidance=dec["guidance"])
     _check_texts(m, [a, b, c])
     click.echo(m.analogy(a, b, c, seed=seed, label=label, **dec))
 
@@ -787,7 +797,7 @@ def evaluate_model(m, items, samples: int, recon_items: int | None, num_samples:
     return out
 
 
-def label_report(m, clf, items, labels, per_label: int, seed: int) -> dict:
+def label_report(m, clf, items, labels, per_label: int, seed: int, guidance: float | None = None) -> dict:
     """How well generation follows labels, judged by `clf`: agreement for a conditional model, the shares of
     predicted labels for an unconditional one (which should sit near the class prior)."""
     from collections import Counter
@@ -796,10 +806,11 @@ def label_report(m, clf, items, labels, per_label: int, seed: int) -> dict:
     if m.conditional:
         by_label = {}
         for i, y in enumerate(m.labels):
-            pred = clf.predict(m.generate(per_label, seed=seed + i, label=y))
+            pred = clf.predict(m.generate(per_label, seed=seed + i, label=y, guidance=guidance))
             by_label[y] = sum(p == y for p in pred) / per_label
         out["label_agreement_by_label"] = by_label
         out["label_agreement"] = sum(by_label.values()) / len(by_label)
+        out["guidance"] = m.resolve_guidance(guidance)
     else:
         pred = clf.predict(m.generate(per_label * max(len(prior), 1), seed=seed))
         shares = Counter(pred)
@@ -870,8 +881,10 @@ def _eval_table(results: list[dict], names: list[str]) -> Table:
               help="Label column of FILE [default: a conditional model's own]: judge whether samples carry labels.")
 @click.option("--per-label", type=click.IntRange(1), default=500, show_default=True,
               help="Samples generated per label to judge a conditional model.")
+@click.option("--guidance", type=click.FloatRange(0),
+              help="Guidance of a conditional model's samples (see `generate --help`) [default: the model's].")
 def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, recon_items, num_samples, train_file,
-             json_path, seed, label_column, per_label):
+             json_path, seed, label_column, per_label, guidance):
     """How well a model models held-out FILE: IW-NLL, ELBO, KL, mutual information, active units,
     reconstruction, and whether its samples are new."""
     import json as _json
@@ -902,7 +915,8 @@ def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, 
             r = evaluate_model(m, items, samples, recon_items, num_samples, train_items, seed,
                                on_progress=lambda b: progress.advance(task, b), labels=labels)
         if clf is not None and labels:
-            r["labels"] = label_report(m, clf, items, labels, per_label, seed)
+            r["labels"] = label_report(m, clf, items, labels, per_label, seed,
+                                       guidance=guidance if m.guidable else None)
         r["file"] = file
         results.append(r)
         names.append(("LM " if m.model.config.lm else "VAE ") + Path(str(m.path)).parent.name)

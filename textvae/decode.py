@@ -44,6 +44,52 @@ def _mask_specials(logits: torch.Tensor) -> torch.Tensor:
     return logits
 
 
+class Guided:
+    """A conditional model's decoder steered towards its label (classifier-free guidance, Ho & Salimans 2022).
+
+    Each code is the conditioned code and the same z under the "no label" id, side by side: (N, 2 * code).
+    The next-character scores are log p(c | z, y) + w * (log p(c | z, y) - log p(c | z, no label)),
+    so w = 0 is plain decoding and a larger w favours what makes the label likely. It has the decoder's
+    interface (`initial_state`, `step`, `decode_code`), so every decoding function here takes it.
+    """
+
+    def __init__(self, model: TextVAE, weight: float):
+        self.model, self.weight, self.config = model, weight, model.config
+
+    @staticmethod
+    def _halves(state):
+        """(h_y, c_y, h_none, c_none) -> (h, c) of the doubled batch; (h_y, h_none) -> h."""
+        k = len(state) // 2
+        joined = tuple(torch.cat([a, b], dim=1) for a, b in zip(state[:k], state[k:]))
+        return joined if k > 1 else joined[0]
+
+    @staticmethod
+    def _split(state, n: int):
+        if isinstance(state, tuple):
+            return tuple(s[:, :n] for s in state) + tuple(s[:, n:] for s in state)
+        return state[:, :n], state[:, n:]
+
+    def _both(self, code: torch.Tensor) -> torch.Tensor:
+        y, none = code.chunk(2, dim=-1)
+        return torch.cat([y, none], dim=0)                # (2N, code)
+
+    def _mix(self, logits: torch.Tensor, n: int) -> torch.Tensor:
+        logp = logits.float().log_softmax(-1)
+        y, none = logp[:n], logp[n:]
+        return y + self.weight * (y - none)
+
+    def initial_state(self, code: torch.Tensor):
+        return self._split(self.model.initial_state(self._both(code)), code.shape[0])
+
+    def step(self, code: torch.Tensor, inputs: torch.Tensor, state):
+        n = code.shape[0]
+        logits, state = self.model.step(self._both(code), torch.cat([inputs, inputs]), self._halves(state))
+        return self._mix(logits, n), self._split(state, n)
+
+    def decode_code(self, code: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        return self._mix(self.model.decode_code(self._both(code), torch.cat([inputs, inputs])), code.shape[0])
+
+
 @torch.no_grad()
 def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: bool = True,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,

@@ -31,6 +31,7 @@ class ModelConfig:
     lm: bool = False                # no latent code: a plain character language model (baseline)
     num_labels: int = 0             # > 0: a conditional VAE, q(z|x,y) and p(x|z,y) (Sohn et al. 2015)
     label_dim: int = 16             # size of a label embedding (conditional models)
+    null_label: bool = False        # one more label id, num_labels, meaning "no label" (label dropout, guidance)
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -93,7 +94,7 @@ class TextVAE(nn.Module):
         directions = 2 if c.bidirectional else 1
         label_in = c.label_dim if c.num_labels else 0
         if c.num_labels:
-            self.label_embedding = nn.Embedding(c.num_labels, c.label_dim)
+            self.label_embedding = nn.Embedding(c.num_labels + int(c.null_label), c.label_dim)
         if not c.lm:
             # Two one-way stacks rather than nn.LSTM(bidirectional=True): the backward one reads each item
             # reversed within its own length, so padded batches need no packing (on CPUs the backward pass

@@ -35,6 +35,7 @@ class TrainConfig:
     beta: float = 1.0               # the KL weight the schedule reaches
     free_bits: float = 0.25         # nats per latent dimension below which KL is not penalised
     word_dropout: float = 0.25      # probability of replacing a decoder input character by <unk>
+    label_dropout: float = 0.2      # conditional models with a "no label" id: probability of hiding an item's label
     seed: int = 0                   # all randomness: initialisation, batches, dropout, z samples
     device: str = "auto"            # auto | cpu | cuda
     amp: bool = True                # bf16/fp16 autocast on CUDA
@@ -198,6 +199,9 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
                 inputs = character_dropout(decoder_inputs(tokens), cfg.word_dropout)
                 eps = torch.randn(len(index), model.config.latent_dim)
                 labels = train_data.labels_of(index)
+                if labels is not None and model.config.null_label and cfg.label_dropout > 0:
+                    hide = torch.rand(len(index)) < cfg.label_dropout
+                    labels = labels.masked_fill(hide, model.config.num_labels)
                 if world > 1:
                     rows = torch.from_numpy(np.array_split(np.arange(len(index)), world)[rank])
                     tokens, lengths, inputs, eps = tokens[rows], lengths[rows], inputs[rows], eps[rows]
