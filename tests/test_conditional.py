@@ -4,9 +4,8 @@ import json
 import random
 
 import pytest
-from click.testing import CliRunner
-
 import torch
+from click.testing import CliRunner
 
 import textvae
 from textvae.classifier import NgramClassifier
