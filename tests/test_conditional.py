@@ -84,6 +84,10 @@ def test_cli_evaluate_judges_labels(trained, monkeypatch):
     assert lab["classifier_accuracy"] > 0.95
     assert lab["label_agreement"] > 0.8
     assert set(lab["label_agreement_by_label"]) == {"low", "high"}
+    assert lab["guidance"] == 1.0                           # the default for a model trained with label dropout
+    r = run("evaluate", "pairs.tsv", "--samples", "3", "--num-samples", "0", "--per-label", "50", "--guidance", "0",
+            "--json", "e0.json")
+    assert r.exit_code == 0 and json.loads((trained / "e0.json").read_text())["labels"]["guidance"] == 0.0
 
 
 def test_label_to_an_unconditional_model_is_refused(tmp_path, monkeypatch, tiny_corpus):
