@@ -184,9 +184,6 @@ def _graceful_stop():
 @click.option("--label-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="With --label: chance of hiding an item's label, so the model also learns items with no "
                    "label and can be guided towards one when decoding (--guidance); 0 turns it off.")
-@click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
-              help="After the KL warm-up, multiply the learning rate by this after every epoch whose validation "
-                   "-ELBO is no better (1: constant learning rate).")
 @click.option("--clip", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True, help="Gradient-norm clipping.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for all randomness.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda.")
@@ -197,7 +194,7 @@ def _graceful_stop():
 @click.pass_context
 def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, max_len, encoding, errors, cell, embed_dim, hidden_dim, latent_dim,
           layers, bidirectional, z_every_step, lm, epochs, steps, minutes, patience, batch_size, lr, kl_schedule, kl_warmup, beta,
-          free_bits, word_dropout, label_dropout, lr_decay, clip, seed, device, amp, force, stream):
+          free_bits, word_dropout, label_dropout, clip, seed, device, amp, force, stream):
     """Train a VAE on CORPUS: a UTF-8 text file (one item per line), a CSV/TSV/JSONL/Parquet file with
     --column, a folder holding train.txt (and valid.txt), or hf:NAME[:CONFIG] for a Hugging Face dataset.
     Ctrl-C saves a resumable state; `textvae train --resume RUN` continues it."""
@@ -238,8 +235,7 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, 
                             null_label=bool(label_names) and label_dropout > 0)
     cfg = TrainConfig(epochs=epochs, max_steps=steps, max_minutes=minutes, patience=patience, batch_size=batch_size, lr=lr,
                       clip=clip, kl_schedule=kl_schedule, kl_warmup=kl_warmup, beta=beta, free_bits=free_bits,
-                      word_dropout=word_dropout, label_dropout=label_dropout, lr_decay=lr_decay, seed=seed,
-                      device=device, amp=amp)
+                      word_dropout=word_dropout, label_dropout=label_dropout, seed=seed, device=device, amp=amp)
     torch.manual_seed(seed)
     model = TextVAE(model_cfg)
     info = {"corpus": source, "valid_corpus": valid_path, "unit": unit, "column": column, "max_len": max_len,
@@ -462,8 +458,6 @@ def _drive_training(run_training, *args, resume=None) -> dict:
                             f"MI {ev.get('mi', 0):.2f}, AU {ev['active_units']}")
                     if "exact" in ev:
                         line += f", exact {100 * ev['exact']:.1f}%"
-                    if not ev["best"] and "lr" in ev:
-                        line += f", lr {ev['lr']:.2g}"
                     progress.console.print(line + ("  [green]best[/]" if ev["best"] else ""))
                     if (ev.get("active_units", 1) == 0 or ev["kl"] < 0.1) and not args[0].config.lm:
                         progress.console.print(

@@ -41,8 +41,6 @@ class TrainConfig:
     amp: bool = True                # bf16/fp16 autocast on CUDA
     recon_items: int = 1000         # validation items greedily reconstructed each epoch
     patience: int | None = None     # stop after this many epochs without a better validation -ELBO
-    lr_decay: float = 0.5           # after the KL warm-up, multiply the learning rate by this after an epoch
-                                    # without a better validation -ELBO (1: never)
     log_every: int = 20             # steps between per-step lines in metrics.jsonl
     max_bad_steps: int = 20         # stop after this many non-finite losses in a row
 
@@ -282,12 +280,6 @@ def train(model: TextVAE, tokenizer: CharTokenizer, train_data: EncodedItems, va
                 pos["stale"] = pos.get("stale", 0) + 1
                 if cfg.patience is not None and pos["stale"] >= cfg.patience:
                     reason = "early stop"
-                warmed_up = cfg.kl_schedule == "constant" or model.config.lm or (
-                    cfg.kl_schedule != "cyclical" and pos["step"] >= cfg.kl_warmup)
-                if cfg.lr_decay < 1 and warmed_up:
-                    for group in optimizer.param_groups:
-                        group["lr"] *= cfg.lr_decay
-            metrics["lr"] = optimizer.param_groups[0]["lr"]
             if pos["batch"] >= len(batches):
                 pos["epoch"] += 1
                 pos["batch"] = 0
