@@ -111,12 +111,17 @@ class Model:
         code = self.model.condition(z, self.label_ids(labels, len(z)))         # (N, code)
         guidance = self.resolve_guidance(guidance)
         if guidance:
-            none = torch.full((len(z),), self.model.config.num_labels, dtype=torch.long, device=self.device)
-            code = torch.cat([code, self.model.condition(z, none)], dim=1)     # (N, 2 * code)
+            code = self._beside_unlabelled(code, z)
         return self._decode_codes(code, strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p,
                                   beam=beam, length_penalty=length_penalty, repetition_penalty=repetition_penalty,
                                   max_len=max_len, seed=seed, batch_size=batch_size, greedy=greedy,
                                   guidance=guidance)
+
+    def _beside_unlabelled(self, code: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Each code followed by the same z under the "no label" id: what `decode.Guided` reads, (N, 2 * code)."""
+        z = z.to(self.device)
+        none = torch.full((len(z),), self.model.config.num_labels, dtype=torch.long, device=self.device)
+        return torch.cat([code.to(self.device), self.model.condition(z, none)], dim=1)
 
     @property
     def guidable(self) -> bool:
@@ -220,8 +225,7 @@ class Model:
             code = torch.cat([path, (1 - t) * ya + t * yb], dim=1)
             guidance = self.resolve_guidance(decoding.pop("guidance", None))
             if guidance:
-                none = torch.full((steps,), self.model.config.num_labels, dtype=torch.long, device=self.device)
-                code = torch.cat([code, self.model.condition(path.to(self.device), none).cpu()], dim=1)
+                code = self._beside_unlabelled(code, path)
             texts = self._decode_codes(code, max_len=max_len, guidance=guidance, **decoding)
         else:
             texts = self.decode(path, max_len=max_len, labels=la, **decoding)
