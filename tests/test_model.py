@@ -58,3 +58,17 @@ def test_bad_configuration_is_refused():
         ModelConfig(10, cell="transformer")
     with pytest.raises(ValueError, match="hidden_dim"):
         ModelConfig(10, hidden_dim=0)
+
+
+def test_encoder_width_defaults_to_half_the_decoder_and_old_configurations_keep_theirs():
+    tok = CharTokenizer.fit(["hello"])
+    fresh = ModelConfig(tok.vocab_size, hidden_dim=64)
+    assert fresh.encoder_dim == 32
+    assert TextVAE(fresh).encoder.hidden_size == 32
+    assert ModelConfig.from_dict(fresh.to_dict()) == fresh
+    old = fresh.to_dict()
+    del old["encoder_dim"]                   # a checkpoint written before the encoder had its own width
+    assert ModelConfig.from_dict(old).encoder_dim == 64
+    assert TextVAE(ModelConfig(tok.vocab_size, hidden_dim=64, encoder_dim=48)).encoder_reverse.hidden_size == 48
+    with pytest.raises(ValueError, match="encoder_dim"):
+        ModelConfig(10, encoder_dim=0)

@@ -159,7 +159,10 @@ def _graceful_stop():
               help="What to do with bytes that are not valid in --encoding.")
 @click.option("--cell", type=click.Choice(["lstm", "gru"]), default="lstm", show_default=True, help="Recurrent unit.")
 @click.option("--embed-dim", type=click.IntRange(1, 65536), default=64, show_default=True, help="Character embedding size.")
-@click.option("--hidden-dim", type=click.IntRange(1, 65536), default=256, show_default=True, help="RNN state size.")
+@click.option("--hidden-dim", type=click.IntRange(1, 65536), default=256, show_default=True,
+              help="Decoder RNN state size.")
+@click.option("--encoder-dim", type=click.IntRange(1, 65536),
+              help="Encoder RNN state size (each direction) [default: half of --hidden-dim].")
 @click.option("--latent-dim", type=click.IntRange(1, 65536), default=32, show_default=True, help="Size of the code z.")
 @click.option("--layers", type=click.IntRange(1, 16), default=1, show_default=True, help="Stacked RNN layers.")
 @click.option("--bidirectional/--unidirectional", default=True, show_default=True, help="Encoder direction.")
@@ -192,7 +195,7 @@ def _graceful_stop():
 @click.option("--stream", is_flag=True,
               help="Read a large text file in a stream into a memory-mapped cache (automatic above 64 MB).")
 @click.pass_context
-def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, max_len, encoding, errors, cell, embed_dim, hidden_dim, latent_dim,
+def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, max_len, encoding, errors, cell, embed_dim, hidden_dim, encoder_dim, latent_dim,
           layers, bidirectional, z_every_step, lm, epochs, steps, minutes, patience, batch_size, lr, kl_schedule, kl_warmup, beta,
           free_bits, word_dropout, label_dropout, clip, seed, device, amp, force, stream):
     """Train a VAE on CORPUS: a UTF-8 text file (one item per line), a CSV/TSV/JSONL/Parquet file with
@@ -230,7 +233,7 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, 
               f"{'words' if unit == 'word' else 'items'}{note}")
 
     model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=hidden_dim,
-                            latent_dim=latent_dim, num_layers=layers, bidirectional=bidirectional,
+                            encoder_dim=encoder_dim, latent_dim=latent_dim, num_layers=layers, bidirectional=bidirectional,
                             z_every_step=z_every_step, lm=lm, num_labels=len(label_names or []),
                             null_label=bool(label_names) and label_dropout > 0)
     cfg = TrainConfig(epochs=epochs, max_steps=steps, max_minutes=minutes, patience=patience, batch_size=batch_size, lr=lr,
