@@ -206,3 +206,30 @@ def test_cli_stream_option_trains_from_the_cache(workdir, tiny_corpus, monkeypat
     assert r.exit_code == 0, r.output
     assert "cached in" in r.stderr and any((workdir / "cache").iterdir())
     assert len(run("generate", "-n", "3").stdout.splitlines()) == 3
+
+
+def test_cli_vae_decoder_from_a_language_model(workdir, tiny_corpus):
+    r = run("train", str(tiny_corpus), *TINY, "--lm", "--out", "runs/lm")
+    assert r.exit_code == 0, r.output
+    r = run("train", str(tiny_corpus), "--decoder-from", "runs/lm", "--latent-dim", "8", "--steps", "30",
+            "--batch-size", "32", "--out", "runs/warm")
+    assert r.exit_code == 0, r.output
+    import json
+    meta = json.loads((workdir / "runs/warm/run.json").read_text())
+    text = json.dumps(meta)
+    assert '"hidden_dim": 32' in text and '"lm": false' in text     # the language model's width, a VAE
+    assert '"kl_schedule": "constant"' in text and '"free_bits": 0.1' in text
+    r = run("generate", "--model", "runs/warm", "-n", "3")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 3
+    # a free-bits value given on the command line wins over the --decoder-from default
+    r = run("train", str(tiny_corpus), "--decoder-from", "runs/lm", "--steps", "2", "--free-bits", "0.3",
+            "--out", "runs/warm2")
+    assert r.exit_code == 0 and '"free_bits": 0.3' in (workdir / "runs/warm2/run.json").read_text()
+    for args, message in ((["--hidden-dim", "64"], "differs from the language model"),
+                          (["--lm"], "leave out --lm")):
+        r = run("train", str(tiny_corpus), "--decoder-from", "runs/lm", *args, "--steps", "2", "--out", "runs/bad")
+        assert r.exit_code != 0 and message in r.stderr and "Traceback" not in r.output
+    r = run("train", str(tiny_corpus), "--decoder-from", "runs/warm", "--steps", "2", "--out", "runs/bad")
+    assert r.exit_code != 0 and "not a plain language model" in r.stderr
+    r = run("train", str(tiny_corpus), "--decoder-from", "runs/nowhere", "--steps", "2", "--out", "runs/bad")
+    assert r.exit_code != 0 and "no checkpoint" in r.stderr

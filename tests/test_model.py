@@ -72,3 +72,22 @@ def test_encoder_width_defaults_to_half_the_decoder_and_old_configurations_keep_
     assert TextVAE(ModelConfig(tok.vocab_size, hidden_dim=64, encoder_dim=48)).encoder_reverse.hidden_size == 48
     with pytest.raises(ValueError, match="encoder_dim"):
         ModelConfig(10, encoder_dim=0)
+
+
+def test_a_vae_started_from_a_language_model_begins_as_that_model():
+    tok = CharTokenizer.fit(["hello", "world"])
+    torch.manual_seed(0)
+    lm = TextVAE(ModelConfig(tok.vocab_size, hidden_dim=24, embed_dim=8, lm=True))
+    vae = TextVAE(ModelConfig(tok.vocab_size, hidden_dim=24, embed_dim=8, latent_dim=4))
+    inputs = torch.tensor([[1, 5, 6, 7], [1, 7, 7, 5]])
+    z = torch.randn(2, 4)
+    assert not torch.allclose(vae.decode(z, inputs), lm.decode(torch.zeros(2, 4), inputs))
+    vae.start_decoder_from(lm, code_scale=0.0)
+    assert torch.allclose(vae.decode(z, inputs), lm.decode(torch.zeros(2, 4), inputs), atol=1e-6)
+    fresh = TextVAE(ModelConfig(tok.vocab_size, hidden_dim=24, embed_dim=8, latent_dim=4))
+    fresh.start_decoder_from(lm)                    # the code's weights small but not zero: z matters a little
+    assert not torch.allclose(fresh.decode(z, inputs), fresh.decode(-z, inputs))
+    with pytest.raises(ValueError, match="hidden_dim"):
+        TextVAE(ModelConfig(tok.vocab_size, hidden_dim=16, embed_dim=8)).start_decoder_from(lm)
+    with pytest.raises(ValueError, match="language model"):
+        vae.start_decoder_from(vae)

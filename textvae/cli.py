@@ -24,6 +24,7 @@ from .data import DataError
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 LAST_RUN_FILE = ".textvae-last"
+WARM_FREE_BITS = 0.1    # --free-bits under --decoder-from: a little information in z costs the LM's likelihood least
 
 
 class UserError(Exception):
@@ -169,6 +170,10 @@ def _graceful_stop():
 @click.option("--z-every-step/--z-initial-only", default=True, show_default=True,
               help="Feed z to the decoder at every step, or only through its initial state (plain Bowman).")
 @click.option("--lm", is_flag=True, help="Train a plain character language model (no latent code), as a baseline.")
+@click.option("--decoder-from", "decoder_from", metavar="LM_RUN",
+              help="Start the VAE's decoder from a trained --lm run (its architecture and characters too), then "
+                   "learn the code: the VAE comes closest to that model's likelihood. Changes the defaults of "
+                   f"--kl-schedule to constant and --free-bits to {WARM_FREE_BITS}.")
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True, help="Passes over the training items.")
 @click.option("--steps", type=click.IntRange(1), help="Stop after this many optimiser steps instead.")
 @click.option("--minutes", type=click.FloatRange(0, min_open=True), help="Stop (and save) after this much time.")
@@ -176,12 +181,14 @@ def _graceful_stop():
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True, help="Items per step.")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True, help="Adam learning rate.")
 @click.option("--kl-schedule", type=click.Choice(["constant", "linear", "logistic", "cyclical"]), default="linear",
-              show_default=True, help="KL annealing (Bowman et al. 2016; cyclical: Fu et al. 2019).")
+              help="KL annealing (Bowman et al. 2016; cyclical: Fu et al. 2019) [default: linear; constant with "
+                   "--decoder-from].")
 @click.option("--kl-warmup", type=click.IntRange(1), default=2000, show_default=True,
               help="Steps for beta to reach its maximum (steps per cycle when cyclical).")
 @click.option("--beta", type=click.FloatRange(0), default=1.0, show_default=True, help="Final weight of the KL term.")
-@click.option("--free-bits", type=click.FloatRange(0), default=0.25, show_default=True,
-              help="Nats per latent dimension that cost nothing (Kingma et al. 2016); 0 turns it off.")
+@click.option("--free-bits", type=click.FloatRange(0), default=0.25,
+              help="Nats per latent dimension that cost nothing (Kingma et al. 2016); 0 turns it off "
+                   f"[default: 0.25; {WARM_FREE_BITS} with --decoder-from].")
 @click.option("--word-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True,
               help="Chance of hiding each decoder input character (Bowman et al. 2016).")
 @click.option("--label-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
@@ -196,7 +203,7 @@ def _graceful_stop():
               help="Read a large text file in a stream into a memory-mapped cache (automatic above 64 MB).")
 @click.pass_context
 def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, max_len, encoding, errors, cell, embed_dim, hidden_dim, encoder_dim, latent_dim,
-          layers, bidirectional, z_every_step, lm, epochs, steps, minutes, patience, batch_size, lr, kl_schedule, kl_warmup, beta,
+          layers, bidirectional, z_every_step, lm, decoder_from, epochs, steps, minutes, patience, batch_size, lr, kl_schedule, kl_warmup, beta,
           free_bits, word_dropout, label_dropout, clip, seed, device, amp, force, stream):
     """Train a VAE on CORPUS: a UTF-8 text file (one item per line), a CSV/TSV/JSONL/Parquet file with
     --column, a folder holding train.txt (and valid.txt), or hf:NAME[:CONFIG] for a Hugging Face dataset.
@@ -216,8 +223,17 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, 
     from .data import resolve_corpus
     source, folder_valid = resolve_corpus(corpus)
     valid_path = valid_path or folder_valid
+    start = None
+    if decoder_from:
+        start, start_tokenizer = _decoder_source(ctx, decoder_from, lm)
+        given = lambda key: ctx.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE  # noqa: E731
+        sc = start.config
+        cell, embed_dim, hidden_dim, layers = sc.cell, sc.embed_dim, sc.hidden_dim, sc.num_layers
+        kl_schedule = kl_schedule if given("kl_schedule") else "constant"
+        free_bits = free_bits if given("free_bits") else WARM_FREE_BITS
     tokenizer, train_data, valid_data, name, note, fingerprint, label_names = _prepare_data(
-        source, valid_path, unit, column, max_len, encoding, errors, stream, label_column=label_column)
+        source, valid_path, unit, column, max_len, encoding, errors, stream,
+        tokenizer=start_tokenizer if start is not None else None, label_column=label_column)
     out_dir = Path(out) if out else Path("runs") / name
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a directory")
@@ -241,9 +257,11 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, 
                       word_dropout=word_dropout, label_dropout=label_dropout, seed=seed, device=device, amp=amp)
     torch.manual_seed(seed)
     model = TextVAE(model_cfg)
+    if start is not None:
+        model.start_decoder_from(start)
     info = {"corpus": source, "valid_corpus": valid_path, "unit": unit, "column": column, "max_len": max_len,
             "encoding": encoding, "errors": errors, "stream": stream, "longest_item": int(train_data.lengths.max()),
-            "corpus_md5": fingerprint, "label_column": label_column, "labels": label_names,
+            "corpus_md5": fingerprint, "label_column": label_column, "labels": label_names, "decoder_from": decoder_from,
             "textvae_version": __version__}
     if label_names:
         counts = {y: int((train_data.label_ids == i).sum()) for i, y in enumerate(label_names)}
@@ -259,6 +277,23 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, 
               f"({sum(p.numel() for p in model.parameters()):,} parameters) into [bold]{_plain(str(out_dir))}[/]")
     final = _drive_training(run_training, model, tokenizer, train_data, valid_data, cfg, out_dir, info)
     _finish(final, out_dir)
+
+
+def _decoder_source(ctx, run: str, lm: bool):
+    """The language model (and its tokenizer) that --decoder-from names, checked against the options given."""
+    from .checkpoint import load
+    if lm:
+        raise UserError("--decoder-from starts a VAE from a language model: leave out --lm")
+    model, tokenizer, _ = load(run)
+    c = model.config
+    if not c.lm or c.num_labels:
+        raise UserError(f"--decoder-from {run} is not a plain language model: train one with `textvae train CORPUS --lm`")
+    for key, value in (("cell", c.cell), ("embed_dim", c.embed_dim), ("hidden_dim", c.hidden_dim),
+                       ("layers", c.num_layers)):
+        if ctx.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE and ctx.params[key] != value:
+            raise UserError(f"--{key.replace('_', '-')} {ctx.params[key]} differs from the language model's "
+                            f"{value}: leave it out, the decoder takes the language model's")
+    return model, tokenizer
 
 
 def _start_distributed(device: str) -> None:

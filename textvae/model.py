@@ -117,6 +117,33 @@ class TextVAE(nn.Module):
         self.decoder = rnn(step_in, c.hidden_dim, c.num_layers, batch_first=True, dropout=drop)
         self.to_logits = nn.Linear(c.hidden_dim, c.vocab_size)
 
+    def start_decoder_from(self, lm: "TextVAE", code_scale: float = 0.1) -> None:
+        """Start this VAE's decoder from a trained language model (`--decoder-from`).
+
+        The embedding, decoder RNN and output layer are copied; the weights that read the code (its
+        columns of the decoder's input weights, and the code -> initial state layer) are scaled by
+        `code_scale`, so the VAE begins as that language model and learns to use z from there."""
+        c, s = self.config, lm.config
+        if c.lm:
+            raise ValueError("a language model has no code to learn: start a VAE from a language model")
+        if not s.lm or s.num_labels:
+            raise ValueError("the decoder can only start from an unconditional language model (a --lm run)")
+        for name in ("vocab_size", "cell", "embed_dim", "hidden_dim", "num_layers"):
+            if getattr(c, name) != getattr(s, name):
+                raise ValueError(f"the language model has {name} {getattr(s, name)}, this model {getattr(c, name)}")
+        source = lm.state_dict()
+        with torch.no_grad():
+            for prefix in ("embedding", "decoder", "to_logits"):
+                for name, p in getattr(self, prefix).named_parameters():
+                    w = source[f"{prefix}.{name}"].to(p.dtype)
+                    if p.shape == w.shape:
+                        p.copy_(w)
+                    else:                       # a layer-0 input weight: embedding columns first, then the code's
+                        p[:, :w.shape[1]].copy_(w)
+                        p[:, w.shape[1]:].mul_(code_scale)
+            self.to_state.weight.mul_(code_scale)
+            self.to_state.bias.zero_()
+
     @property
     def _code_in(self) -> int:
         c = self.config
