@@ -233,3 +233,14 @@ def test_cli_vae_decoder_from_a_language_model(workdir, tiny_corpus):
     assert r.exit_code != 0 and "not a plain language model" in r.stderr
     r = run("train", str(tiny_corpus), "--decoder-from", "runs/nowhere", "--steps", "2", "--out", "runs/bad")
     assert r.exit_code != 0 and "no checkpoint" in r.stderr
+
+
+def test_cli_bench_reports_its_figures(workdir):
+    r = run("bench", "--hidden-dim", "16", "--encoder-dim", "6", "--embed-dim", "8", "--latent-dim", "4",
+            "--batch-size", "4", "--seq-len", "8", "--steps", "2", "--repeats", "1", "--generate-n", "10",
+            "--no-one-at-a-time", "--device", "cpu", "--json", "bench.json")
+    assert r.exit_code == 0, r.output
+    import json
+    figures = json.loads((workdir / "bench.json").read_text())
+    assert figures["train_chars_per_s"] > 0 and figures["kernel_chars_per_s"] > 0
+    assert "encoder 6" in r.output

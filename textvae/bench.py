@@ -34,6 +34,7 @@ class BenchConfig:
     cell: str = "lstm"
     embed_dim: int = 64
     hidden_dim: int = 256
+    encoder_dim: int | None = None     # None: the model's default, half of hidden_dim
     latent_dim: int = 32
     batch_size: int = 64
     seq_len: int = 40           # characters per item, <eos> included
@@ -65,7 +66,7 @@ def _loop_throughput(cfg: BenchConfig, device: torch.device, batch_size: int, st
     for r in range(repeats):
         torch.manual_seed(r)
         model = TextVAE(ModelConfig(tok.vocab_size, cell=cfg.cell, embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
-                                    latent_dim=cfg.latent_dim))
+                                    encoder_dim=cfg.encoder_dim, latent_dim=cfg.latent_dim))
         tcfg = TrainConfig(max_steps=steps + 3, batch_size=batch_size, recon_items=0, device=str(device), log_every=10**9)
         with tempfile.TemporaryDirectory() as tmp:
             t0 = None
@@ -83,8 +84,9 @@ def _kernel_throughput(cfg: BenchConfig, device: torch.device) -> list[float]:
     """The same shapes through bare RNN modules: encoder forward and reverse, decoder; forward + backward."""
     rnn = CELLS[cfg.cell]
     B, T, E, H, Z = cfg.batch_size, cfg.seq_len, cfg.embed_dim, cfg.hidden_dim, cfg.latent_dim
-    enc_f = rnn(E, H, batch_first=True).to(device)
-    enc_r = rnn(E, H, batch_first=True).to(device)
+    He = ModelConfig(2, hidden_dim=H, encoder_dim=cfg.encoder_dim).encoder_dim     # the model's encoder width
+    enc_f = rnn(E, He, batch_first=True).to(device)
+    enc_r = rnn(E, He, batch_first=True).to(device)
     dec = rnn(E + Z, H, batch_first=True).to(device)
     x = torch.randn(B, T, E, device=device, requires_grad=True)
     xd = torch.randn(B, T, E + Z, device=device, requires_grad=True)
@@ -112,7 +114,7 @@ def _generate_rate(cfg: BenchConfig, device: torch.device) -> list[float]:
     tok = CharTokenizer.fit(_items(10, cfg.seq_len))
     torch.manual_seed(0)
     model = TextVAE(ModelConfig(tok.vocab_size, cell=cfg.cell, embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
-                                latent_dim=cfg.latent_dim)).to(device).eval()
+                                encoder_dim=cfg.encoder_dim, latent_dim=cfg.latent_dim)).to(device).eval()
     rates = []
     for r in range(max(1, cfg.repeats // 2) + 1):
         z = torch.randn(cfg.generate_n, cfg.latent_dim, device=device)

@@ -1041,6 +1041,7 @@ def plot(run, data_path, column, label_column, limit, out_dir):
 @cli.command()
 @click.option("--cell", type=click.Choice(["lstm", "gru"]), default="lstm", show_default=True)
 @click.option("--hidden-dim", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--encoder-dim", type=click.IntRange(1), help="Encoder width [default: half of --hidden-dim].")
 @click.option("--embed-dim", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--latent-dim", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
@@ -1051,14 +1052,14 @@ def plot(run, data_path, column, label_column, limit, out_dir):
 @click.option("--no-one-at-a-time", is_flag=True, help="Skip the (slow) one-item-per-step loop.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures to this JSON file.")
-def bench(cell, hidden_dim, embed_dim, latent_dim, batch_size, seq_len, steps, repeats, generate_n, no_one_at_a_time,
+def bench(cell, hidden_dim, encoder_dim, embed_dim, latent_dim, batch_size, seq_len, steps, repeats, generate_n, no_one_at_a_time,
           device, json_path):
     """Training characters/s, generation items/s and peak memory, beside the bare RNN kernels' figure."""
     import json as _json
 
     from .bench import BenchConfig, run as run_bench
     from .train import TrainingError
-    cfg = BenchConfig(cell=cell, embed_dim=embed_dim, hidden_dim=hidden_dim, latent_dim=latent_dim,
+    cfg = BenchConfig(cell=cell, embed_dim=embed_dim, hidden_dim=hidden_dim, encoder_dim=encoder_dim, latent_dim=latent_dim,
                       batch_size=batch_size, seq_len=seq_len, steps=steps, repeats=repeats, generate_n=generate_n,
                       device=device, one_at_a_time=not no_one_at_a_time)
     try:
@@ -1066,7 +1067,8 @@ def bench(cell, hidden_dim, embed_dim, latent_dim, batch_size, seq_len, steps, r
             r = run_bench(cfg, progress=lambda m: status.update(f"benchmarking: {m}"))
     except TrainingError as e:
         raise UserError(str(e)) from None
-    table = Table(title=f"textvae bench: {cell.upper()} E{embed_dim} H{hidden_dim} Z{latent_dim}, batch {batch_size} "
+    table = Table(title=f"textvae bench: {cell.upper()} E{embed_dim} H{hidden_dim} "
+                        f"encoder {encoder_dim or max(1, hidden_dim // 2)} Z{latent_dim}, batch {batch_size} "
                         f"x {seq_len} chars, {r['device']} ({r.get('gpu') or str(r['threads']) + ' threads'})")
     table.add_column("figure", style="bold")
     table.add_column("median", justify="right")
