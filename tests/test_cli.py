@@ -229,6 +229,10 @@ def test_cli_vae_decoder_from_a_language_model(workdir, tiny_corpus):
                           (["--lm"], "leave out --lm")):
         r = run("train", str(tiny_corpus), "--decoder-from", "runs/lm", *args, "--steps", "2", "--out", "runs/bad")
         assert r.exit_code != 0 and message in r.stderr and "Traceback" not in r.output
+    other = workdir / "other.txt"                   # 'é' and 'q' never occur in the tiny corpus
+    other.write_text("".join(f"{w}\n" for w in ["café", "queen", "apple", "river"] * 20))
+    r = run("train", str(other), "--decoder-from", "runs/lm", "--steps", "2", "--out", "runs/other")
+    assert r.exit_code == 0 and "characters of the corpus are not among the language model's" in r.stderr
     r = run("train", str(tiny_corpus), "--decoder-from", "runs/warm", "--steps", "2", "--out", "runs/bad")
     assert r.exit_code != 0 and "not a plain language model" in r.stderr
     r = run("train", str(tiny_corpus), "--decoder-from", "runs/nowhere", "--steps", "2", "--out", "runs/bad")

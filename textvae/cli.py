@@ -247,6 +247,13 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, 
         raise UserError(str(e)) from None
     err.print(f"corpus [bold]{_plain(name)}[/]: {len(train_data):,} training and {len(valid_data):,} validation "
               f"{'words' if unit == 'word' else 'items'}{note}")
+    if start is not None:
+        from .tokenizer import UNK_ID
+        import numpy as np
+        unknown = int((np.asarray(train_data.flat) == UNK_ID).sum())
+        if unknown:
+            err.print(f"[yellow]note:[/] {unknown:,} characters of the corpus are not among the language model's "
+                      f"and are read as <unk>: train the language model on this corpus for the best start")
 
     model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=hidden_dim,
                             encoder_dim=encoder_dim, latent_dim=latent_dim, num_layers=layers, bidirectional=bidirectional,
