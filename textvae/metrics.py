@@ -87,7 +87,7 @@ def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch
 
 
 @torch.no_grad()
-def iw_nll(model: TextVAE, data: EncodedItems, samples: int = 100, batch_size: int = 64, chunk: int = 25,
+def iw_nll(model: TextVAE, data: EncodedItems, samples: int = 100, batch_size: int = 64, chunk: int = 10,
            seed: int = 0, autocast_dtype: torch.dtype | None = None, progress=None) -> dict[str, float]:
     """Importance-weighted bound on -log p(x) (Burda et al. 2016), with the single-sample ELBO beside it.
 
