@@ -80,11 +80,16 @@ def _loop_throughput(cfg: BenchConfig, device: torch.device, batch_size: int, st
     return rates
 
 
+def _encoder_width(cfg: BenchConfig) -> int:
+    """The encoder width the benchmarked model has (ModelConfig resolves the default)."""
+    return ModelConfig(2, hidden_dim=cfg.hidden_dim, encoder_dim=cfg.encoder_dim).encoder_dim
+
+
 def _kernel_throughput(cfg: BenchConfig, device: torch.device) -> list[float]:
     """The same shapes through bare RNN modules: encoder forward and reverse, decoder; forward + backward."""
     rnn = CELLS[cfg.cell]
     B, T, E, H, Z = cfg.batch_size, cfg.seq_len, cfg.embed_dim, cfg.hidden_dim, cfg.latent_dim
-    He = ModelConfig(2, hidden_dim=H, encoder_dim=cfg.encoder_dim).encoder_dim     # the model's encoder width
+    He = _encoder_width(cfg)
     enc_f = rnn(E, He, batch_first=True).to(device)
     enc_r = rnn(E, He, batch_first=True).to(device)
     dec = rnn(E + Z, H, batch_first=True).to(device)
@@ -140,6 +145,7 @@ def run(cfg: BenchConfig, progress=None) -> dict:
     device = pick_device(cfg.device)
     say = progress or (lambda message: None)
     out = {"config": asdict(cfg), "device": str(device), "threads": torch.get_num_threads(),
+           "encoder_dim": _encoder_width(cfg),
            "torch": torch.__version__}
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)

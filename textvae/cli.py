@@ -226,11 +226,10 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, 
     start = None
     if decoder_from:
         start, start_tokenizer = _decoder_source(ctx, decoder_from, lm)
-        given = lambda key: ctx.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE  # noqa: E731
         sc = start.config
         cell, embed_dim, hidden_dim, layers = sc.cell, sc.embed_dim, sc.hidden_dim, sc.num_layers
-        kl_schedule = kl_schedule if given("kl_schedule") else "constant"
-        free_bits = free_bits if given("free_bits") else WARM_FREE_BITS
+        kl_schedule = kl_schedule if _given(ctx, "kl_schedule") else "constant"
+        free_bits = free_bits if _given(ctx, "free_bits") else WARM_FREE_BITS
     tokenizer, train_data, valid_data, name, note, fingerprint, label_names = _prepare_data(
         source, valid_path, unit, column, max_len, encoding, errors, stream,
         tokenizer=start_tokenizer if start is not None else None, label_column=label_column)
@@ -286,6 +285,11 @@ def train(ctx, corpus, resume_run, out, valid_path, unit, column, label_column, 
     _finish(final, out_dir)
 
 
+def _given(ctx, key: str) -> bool:
+    """Whether the option `key` was typed on the command line (not left at its default)."""
+    return ctx.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE
+
+
 def _decoder_source(ctx, run: str, lm: bool):
     """The language model (and its tokenizer) that --decoder-from names, checked against the options given."""
     from .checkpoint import load
@@ -297,7 +301,7 @@ def _decoder_source(ctx, run: str, lm: bool):
         raise UserError(f"--decoder-from {run} is not a plain language model: train one with `textvae train CORPUS --lm`")
     for key, value in (("cell", c.cell), ("embed_dim", c.embed_dim), ("hidden_dim", c.hidden_dim),
                        ("layers", c.num_layers)):
-        if ctx.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE and ctx.params[key] != value:
+        if _given(ctx, key) and ctx.params[key] != value:
             raise UserError(f"--{key.replace('_', '-')} {ctx.params[key]} differs from the language model's "
                             f"{value}: leave it out, the decoder takes the language model's")
     return model, tokenizer
@@ -449,7 +453,7 @@ def _resume(ctx, run: str, epochs, steps, minutes) -> None:
     cfg_dict = dict(info.pop("train_config"))
     given = {name: value for name, value, key in (("epochs", epochs, "epochs"), ("max_steps", steps, "steps"),
                                                   ("max_minutes", minutes, "minutes"))
-             if ctx.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE}
+             if _given(ctx, key)}
     cfg = TrainConfig.from_dict({**cfg_dict, **given})
     tokenizer = saved["tokenizer"]
     _, train_data, valid_data, _, _, fingerprint, _ = _prepare_data(
@@ -1075,7 +1079,7 @@ def bench(cell, hidden_dim, encoder_dim, embed_dim, latent_dim, batch_size, seq_
     except TrainingError as e:
         raise UserError(str(e)) from None
     table = Table(title=f"textvae bench: {cell.upper()} E{embed_dim} H{hidden_dim} "
-                        f"encoder {encoder_dim or max(1, hidden_dim // 2)} Z{latent_dim}, batch {batch_size} "
+                        f"encoder {r['encoder_dim']} Z{latent_dim}, batch {batch_size} "
                         f"x {seq_len} chars, {r['device']} ({r.get('gpu') or str(r['threads']) + ' threads'})")
     table.add_column("figure", style="bold")
     table.add_column("median", justify="right")
