@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 import textvae
+from textvae.checkpoint import RunInfo
 from textvae.data import EncodedItems, read_corpus, split_valid
 from textvae.model import ModelConfig, TextVAE
 from textvae.tokenizer import CharTokenizer
@@ -24,7 +25,7 @@ torch.manual_seed(0)
 model = TextVAE(ModelConfig(vocab_size=tokenizer.vocab_size, cell="lstm"))
 config = TrainConfig(epochs=3, batch_size=128)
 for event in train(model, tokenizer, EncodedItems(train_items, tokenizer), EncodedItems(valid_items, tokenizer),
-                   config, run_dir, info={"longest_item": max(map(len, train_items))}):
+                   config, run_dir, RunInfo(longest_item=max(map(len, train_items)))):
     if event["event"] == "valid":
         print(f"epoch {event['epoch']}: -ELBO {event['nll_elbo']:.2f} nats/item, KL {event['kl']:.2f}, "
               f"exact reconstruction {event['exact']:.0%}")

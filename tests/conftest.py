@@ -4,16 +4,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from textvae.checkpoint import RunInfo
 from textvae.data import EncodedItems
 from textvae.model import ModelConfig, TextVAE
 from textvae.tokenizer import CharTokenizer
 from textvae.train import TrainConfig, train
+from words import TINY_MODEL, WORDS
 
-WORDS = ("apple banana cherry grape lemon mango melon olive peach pear plum berry "
-         "almond walnut pecan cashew hazel acorn maple cedar birch aspen willow larch "
-         "river ocean stream brook creek delta marsh swamp bayou lagoon harbor island").split()
-
-TINY_MODEL = dict(embed_dim=16, hidden_dim=32, latent_dim=8)
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +34,6 @@ def trained_run(tmp_path_factory, tiny_corpus) -> Path:
     run_dir = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(max_steps=40, batch_size=32, kl_warmup=20, recon_items=50, device="cpu", free_bits=0.5)
     events = list(train(model, tok, EncodedItems(items[:250], tok), EncodedItems(items[250:], tok), cfg, run_dir,
-                        info={"longest_item": max(map(len, items))}))
+                        run=RunInfo(longest_item=max(map(len, items)))))
     assert events[-1]["event"] == "done"
     return run_dir

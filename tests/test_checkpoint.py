@@ -21,20 +21,20 @@ def _model(cell="gru"):
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_save_load_gives_bit_identical_logits(tmp_path, cell):
     model, tok = _model(cell)
-    path = checkpoint.save(tmp_path / "m.safetensors", model, tok, {"note": "x"})
-    loaded, tok2, extra = checkpoint.load(path)
+    path = checkpoint.save(tmp_path / "m.safetensors", model, tok, progress={"note": "x"})
+    loaded, tok2, _, _, progress = checkpoint.load(path)
     tokens, lengths = tok.batch(["hello", "good world"])
     a = model(tokens, lengths, sample=False).logits
     b = loaded(tokens, lengths, sample=False).logits
     assert torch.equal(a, b)
-    assert tok2.itos == tok.itos and extra == {"note": "x"}
+    assert tok2.itos == tok.itos and progress == {"note": "x"}
 
 
 def test_run_directory_resolves_to_its_best_checkpoint(trained_run):
     assert checkpoint.resolve(trained_run).name == "best.safetensors"
-    model, tok, extra = checkpoint.load(trained_run)
-    assert extra["train_config"]["max_steps"] == 40
-    assert "valid" in extra and "nll_elbo" in extra["valid"]
+    ck = checkpoint.load(trained_run)
+    assert ck.train_config["max_steps"] == 40 and ck.run.longest_item > 0
+    assert "nll_elbo" in ck.progress["valid"]
 
 
 def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from click.testing import CliRunner
 
@@ -17,11 +19,25 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def trained(workdir, tiny_corpus):
-    r = run("train", str(tiny_corpus), *TINY)
+@pytest.fixture(scope="session")
+def trained_dir(tmp_path_factory, tiny_corpus):
+    """One tiny model trained through the command line, once per test session."""
+    folder = tmp_path_factory.mktemp("cli")
+    old = os.getcwd()
+    os.chdir(folder)
+    try:
+        r = run("train", str(tiny_corpus), *TINY)
+    finally:
+        os.chdir(old)
     assert r.exit_code == 0, r.output
-    return workdir
+    return folder
+
+
+@pytest.fixture
+def trained(trained_dir, monkeypatch):
+    """Inside the folder of the session's model, so that commands find it as the last one trained here."""
+    monkeypatch.chdir(trained_dir)
+    return trained_dir
 
 
 def test_cli_train_then_generate_and_interpolate(trained, tiny_corpus):
@@ -44,7 +60,8 @@ def test_cli_train_then_generate_and_interpolate(trained, tiny_corpus):
     assert r.exit_code == 0 and len(r.stdout.splitlines()) == 3 and "using model" not in r.stderr
 
 
-def test_cli_refuses_to_overwrite_a_run_without_force(trained, tiny_corpus):
+def test_cli_refuses_to_overwrite_a_run_without_force(workdir, tiny_corpus):
+    assert run("train", str(tiny_corpus), *TINY, "--steps", "2").exit_code == 0
     r = run("train", str(tiny_corpus), *TINY)
     assert r.exit_code != 0 and "--force" in r.stderr
     assert run("train", str(tiny_corpus), *TINY, "--force").exit_code == 0
@@ -90,22 +107,23 @@ def test_empty_text_to_interpolate(trained):
 def test_help_explains_every_command():
     r = run("--help")
     assert r.exit_code == 0
-    for command in ("train", "generate", "interpolate"):
+    for command in ("train", "generate", "reconstruct", "encode", "interpolate", "analogy", "evaluate", "plot", "bench"):
         assert command in r.stdout
         r2 = run(command, "--help")
-        assert r2.exit_code == 0 and "--model" in r2.stdout or command == "train"
+        assert r2.exit_code == 0 and "Usage:" in r2.stdout
+        assert ("--model" in r2.stdout) == (command not in ("train", "plot", "bench")), command
 
 
-def test_cli_evaluate_with_a_language_model_baseline(trained, tiny_corpus):
+def test_cli_evaluate_with_a_language_model_baseline(trained_dir, workdir, tiny_corpus):
     r = run("train", str(tiny_corpus), *TINY, "--lm", "--out", "runs/lm")
     assert r.exit_code == 0, r.output
-    held_out = trained / "held_out.txt"
+    held_out = workdir / "held_out.txt"
     held_out.write_text("apples\nrivers\ncherry\nmango\n")
-    r = run("evaluate", str(held_out), "--model", "runs/tiny", "--baseline", "runs/lm", "--samples", "5",
-            "--num-samples", "50", "--json", "eval.json")
+    r = run("evaluate", str(held_out), "--model", str(trained_dir / "runs" / "tiny"), "--baseline", "runs/lm",
+            "--samples", "5", "--num-samples", "50", "--json", "eval.json")
     assert r.exit_code == 0, r.output
     import json
-    vae, lm = json.loads((trained / "eval.json").read_text())
+    vae, lm = json.loads((workdir / "eval.json").read_text())
     assert vae["items"] == lm["items"] == 4 and lm["samples"] == 1 and vae["samples"] == 5
     assert lm["kl"] == 0 and lm["mi"] == 0 and lm["active_units"] == 0
     assert vae["iw_nll"] > 0 and 0 <= vae["reconstruction"]["exact"] <= 1

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import textvae
-from textvae.decode import decode_codes, filter_logits, lerp, slerp
+from textvae.decode import Decoding, decode_codes, filter_logits, lerp, slerp
 from textvae.tokenizer import EOS_ID, PAD_ID
 
 
@@ -27,10 +27,11 @@ def test_greedy_decoding_is_deterministic_and_stops_at_eos(trained_run):
 def test_greedy_limits_of_sampling_equal_greedy(trained_run):
     m = textvae.load(trained_run)
     z = m.sample_prior(32, seed=1)
-    greedy = m.decode(z, greedy=True)
-    assert m.decode(z, greedy=False, top_k=1, seed=5) == greedy
-    assert m.decode(z, greedy=False, top_p=1e-9, seed=5) == greedy
-    assert m.decode(z, greedy=False, temperature=0.0, seed=5) == greedy
+    greedy = m.decode(z, strategy="greedy")
+    assert m.decode(z, strategy="sample", top_k=1, seed=5) == greedy
+    assert m.decode(z, strategy="sample", top_p=1e-9, seed=5) == greedy
+    assert m.decode(z, strategy="sample", temperature=0.0, seed=5) == greedy
+    assert Decoding(strategy="sample", temperature=0.0).strategy == "greedy"          # one way to be greedy
 
 
 def test_sampling_with_a_seed_repeats(trained_run):

@@ -26,6 +26,7 @@ def _losses(run_dir):
     return [(r["step"], r["loss"]) for r in lines if r["kind"] == "step"], [r for r in lines if r["kind"] == "epoch"]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_follow_the_single_process_loss_curve(tmp_path, tiny_corpus):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     one = subprocess.run([sys.executable, "-m", "textvae", "train", str(tiny_corpus), "--out", "one", *ARGS],

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_MODEL, WORDS
 from textvae import checkpoint
 from textvae.checkpoint import CheckpointError
 from textvae.data import EncodedItems
 from textvae.model import ModelConfig, TextVAE
 from textvae.tokenizer import CharTokenizer
 from textvae.train import TrainConfig, TrainingError, train
+from words import TINY_MODEL, WORDS
 
 ITEMS = [w + s for w in WORDS for s in ("", "s", "ing")]
 
@@ -79,11 +79,12 @@ i = 0
 while True:
     with torch.no_grad():
         model.to_logits.bias.fill_(float(i))
-    checkpoint.save(sys.argv[1], model, tok, {"i": i})
+    checkpoint.save(sys.argv[1], model, tok, progress={"i": i})
     i += 1
 """
 
 
+@pytest.mark.slow
 def test_kill_during_save_leaves_a_loadable_checkpoint_20_of_20(tmp_path):
     script = tmp_path / "saver.py"
     script.write_text(SAVER)
@@ -99,8 +100,8 @@ def test_kill_during_save_leaves_a_loadable_checkpoint_20_of_20(tmp_path):
         time.sleep(0.05 + 0.037 * trial)                     # kill at a different moment of the save loop each time
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        model, tok, extra = checkpoint.load(target)
-        assert float(model.to_logits.bias[0].detach()) == extra["i"]
+        ck = checkpoint.load(target)
+        assert float(ck.model.to_logits.bias[0].detach()) == ck.progress["i"]
         ok += 1
     assert ok == 20
 
@@ -129,6 +130,7 @@ def test_pickle_payloads_anywhere_in_a_run_directory_never_run(tmp_path, monkeyp
     assert not (tmp_path / "PWNED").exists()
 
 
+@pytest.mark.slow
 def test_cli_sigint_saves_and_resume_continues(tmp_path, tiny_corpus):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "textvae", "train", str(tiny_corpus), "--steps", "100000", "--batch-size", "8",

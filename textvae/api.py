@@ -15,20 +15,26 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .decode import Guided, beam_search, decode_codes, lerp, slerp
-from .model import TextVAE
+from .checkpoint import RunInfo
+from .decode import Decoding, Guided, decode, lerp, slerp
+from .model import TextVAE, reparameterize
 from .tokenizer import CharTokenizer
+
+DEFAULT_GUIDANCE = 1.0      # classifier-free guidance weight for conditional models trained with label dropout
 
 
 class Model:
-    """A trained textvae model with its vocabulary, ready to sample, encode and interpolate."""
+    """A trained textvae model with its vocabulary, ready to sample, encode and interpolate.
 
-    def __init__(self, model: TextVAE, tokenizer: CharTokenizer, extra: dict | None = None, path: Path | None = None):
+    Every decoding method takes a `decoding=Decoding(...)` setting, or its fields as keywords
+    (`temperature=0.8`, `strategy="beam"`), or both: keywords change the given setting."""
+
+    def __init__(self, model: TextVAE, tokenizer: CharTokenizer, run: RunInfo | None = None, path: Path | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.extra = extra or {}
+        self.run = run or RunInfo()
         self.path = path
-        self.labels: list[str] = list(self.extra.get("labels") or [])   # a conditional model's label names
+        self.labels: list[str] = list(self.run.labels)   # a conditional model's label names
 
     @property
     def conditional(self) -> bool:
@@ -48,6 +54,7 @@ class Model:
             raise ValueError(f"unknown label {unknown[0]!r}: the model knows {', '.join(self.labels)}")
         index = {name: i for i, name in enumerate(self.labels)}
         return torch.tensor([index[x] for x in names], dtype=torch.long, device=self.device)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -59,7 +66,7 @@ class Model:
     @property
     def default_max_len(self) -> int:
         """Longest item worth decoding: a little over the longest training item, if known."""
-        longest = self.extra.get("longest_item")
+        longest = self.run.longest_item
         return int(longest) + 10 if longest else 128
 
     def _generator(self, seed: int | None) -> torch.Generator | None:
@@ -93,29 +100,28 @@ class Model:
             logvars[index] = logvar.float().cpu().numpy()
         return (mus, logvars) if return_logvar else mus
 
-    @torch.no_grad()
-    def decode(self, z, strategy: str = "greedy", temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-               beam: int = 5, length_penalty: float = 1.0, repetition_penalty: float = 1.0,
-               max_len: int | None = None, seed: int | None = None, batch_size: int = 4096,
-               greedy: bool | None = None, labels=None, guidance: float | None = None) -> list[str]:
-        """Text for each code in z (N, Z).
+    @staticmethod
+    def setting(decoding: Decoding | None, default_strategy: str = "greedy", **options) -> Decoding:
+        """`decoding` (or the default strategy's setting) with the keyword `options` applied."""
+        return (decoding or Decoding(strategy=default_strategy)).but(**options)
 
-        strategy: "greedy" (most likely character each step), "sample" (temperature, top-k, top-p) or
-        "beam" (beam search, `beam` wide, ranked by log-probability / length^length_penalty).
-        guidance: a conditional model's pull towards the label (see `decode.Guided`); by default
-        `DEFAULT_GUIDANCE` for a model trained with label dropout, 0 (none) otherwise.
-        """
+    @torch.no_grad()
+    def decode(self, z, decoding: Decoding | None = None, seed: int | None = None, labels=None,
+               batch_size: int = 4096, **options) -> list[str]:
+        """Text for each code in z (N, Z), greedily unless `decoding` says otherwise.
+
+        A conditional model decodes under `labels` (one name, or one per code), steered towards them by
+        `guidance` (see `decode.Guided`): by default `DEFAULT_GUIDANCE` for a model trained with label
+        dropout, 0 (none) otherwise."""
+        d = self.setting(decoding, **options)
         z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
         if z.dim() == 1:
             z = z.unsqueeze(0)
         code = self.model.condition(z, self.label_ids(labels, len(z)))         # (N, code)
-        guidance = self.resolve_guidance(guidance)
+        guidance = self.resolve_guidance(d.guidance)
         if guidance:
             code = self._beside_unlabelled(code, z)
-        return self._decode_codes(code, strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p,
-                                  beam=beam, length_penalty=length_penalty, repetition_penalty=repetition_penalty,
-                                  max_len=max_len, seed=seed, batch_size=batch_size, greedy=greedy,
-                                  guidance=guidance)
+        return self._decode_codes(code, d, seed, batch_size, guidance)
 
     def _beside_unlabelled(self, code: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Each code followed by the same z under the "no label" id: what `decode.Guided` reads, (N, 2 * code)."""
@@ -138,34 +144,19 @@ class Model:
         return float(guidance)
 
     @torch.no_grad()
-    def _decode_codes(self, code: torch.Tensor, strategy: str = "greedy", temperature: float = 1.0, top_k: int = 0,
-                      top_p: float = 1.0, beam: int = 5, length_penalty: float = 1.0, repetition_penalty: float = 1.0,
-                      max_len: int | None = None, seed: int | None = None, batch_size: int = 4096,
-                      greedy: bool | None = None, guidance: float = 0.0) -> list[str]:
+    def _decode_codes(self, code: torch.Tensor, d: Decoding, seed: int | None = None, batch_size: int = 4096,
+                      guidance: float = 0.0) -> list[str]:
         """Text for each conditioned code (N, code); with guidance, each code is followed by the same z
         under the "no label" id (N, 2 * code)."""
-        if greedy is not None:                       # shorthand: greedy=False means sample
-            strategy = "greedy" if greedy else "sample"
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
-        if strategy == "sample" and temperature == 0:
-            strategy = "greedy"
         code = code.to(self.device)
         gen = self._generator(seed)
-        max_len = max_len or self.default_max_len
-        if strategy == "beam":
-            batch_size = max(1, batch_size // max(beam, 1))
+        max_len = d.max_len or self.default_max_len
+        if d.strategy == "beam":
+            batch_size = max(1, batch_size // d.beam)
         net = Guided(self.model, guidance) if guidance else self.model
         texts = []
         for start in range(0, len(code), batch_size):
-            chunk = code[start:start + batch_size]
-            if strategy == "beam":
-                ids = beam_search(net, chunk, beam=beam, max_len=max_len, length_penalty=length_penalty,
-                                  repetition_penalty=repetition_penalty)
-            else:
-                ids = decode_codes(net, chunk, max_len=max_len, greedy=strategy == "greedy",
-                                   temperature=temperature, top_k=top_k, top_p=top_p,
-                                   repetition_penalty=repetition_penalty, generator=gen)
+            ids = decode(net, code[start:start + batch_size], d, max_len, gen)
             texts.extend(self.tokenizer.decode(row) for row in ids.tolist())
         return texts
 
@@ -176,38 +167,37 @@ class Model:
     def sample_near(self, text: str, n: int, radius: float = 1.0, seed: int | None = None, label=None) -> torch.Tensor:
         """n codes around `text`'s posterior: mu + radius * sigma * eps."""
         mu, logvar = self.encode([text], return_logvar=True, labels=label)
-        eps = self.sample_prior(n, seed)
-        return torch.as_tensor(mu) + radius * torch.exp(0.5 * torch.as_tensor(logvar)) * eps
+        return reparameterize(torch.as_tensor(mu), torch.as_tensor(logvar), eps=radius * self.sample_prior(n, seed))
 
-    def generate(self, n: int, strategy: str = "sample", temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 1.0, beam: int = 5, length_penalty: float = 1.0, repetition_penalty: float = 1.0,
-                 max_len: int | None = None, seed: int | None = None, near: str | None = None,
-                 radius: float = 1.0, greedy: bool | None = None, label=None, near_label=None,
-                 guidance: float | None = None) -> list[str]:
-        """`n` new items: codes drawn from the prior N(0, I) (or around `near`'s posterior), then decoded;
-        a conditional model decodes them under `label` (one name, or one per item)."""
+    def generate(self, n: int, decoding: Decoding | None = None, seed: int | None = None, near: str | None = None,
+                 radius: float = 1.0, label=None, near_label=None, **options) -> list[str]:
+        """`n` new items: codes drawn from the prior N(0, I) (or around `near`'s posterior), then decoded
+        (by sampling unless `decoding` says otherwise); a conditional model decodes them under `label`
+        (one name, or one per item)."""
+        d = self.setting(decoding, "sample", **options)
         z = (self.sample_near(near, n, radius, seed, label=near_label or label) if near is not None
              else self.sample_prior(n, seed))
-        return self.decode(z, strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, beam=beam,
-                           length_penalty=length_penalty, repetition_penalty=repetition_penalty, max_len=max_len,
-                           seed=None if seed is None else seed + 1, greedy=greedy, labels=label, guidance=guidance)
+        return self.decode(z, d, seed=None if seed is None else seed + 1, labels=label)
 
-    def reconstruct(self, texts: Sequence[str], max_len: int | None = None, label=None, to_label=None,
-                    **decoding) -> list[str]:
+    def reconstruct(self, texts: Sequence[str], decoding: Decoding | None = None, seed: int | None = None,
+                    label=None, to_label=None, **options) -> list[str]:
         """Decode each text's posterior mean (greedily unless told otherwise). A conditional model
         encodes under `label` and decodes under `to_label` (default: the same): label transfer."""
         if isinstance(texts, str):
             texts = [texts]
         z = self.encode(texts, labels=label)
-        return self.decode(z, max_len=max_len, labels=to_label if to_label is not None else label, **decoding)
+        return self.decode(z, self.setting(decoding, **options), seed=seed,
+                           labels=to_label if to_label is not None else label)
 
-    def analogy(self, a: str, b: str, c: str, label=None, **decoding) -> str:
+    def analogy(self, a: str, b: str, c: str, decoding: Decoding | None = None, seed: int | None = None,
+                label=None, **options) -> str:
         """Latent arithmetic: decode z_b - z_a + z_c ("a is to b as c is to ?")."""
         mu = self.encode([a, b, c], labels=label)
-        return self.decode(mu[1] - mu[0] + mu[2], labels=label, **decoding)[0]
+        return self.decode(mu[1] - mu[0] + mu[2], self.setting(decoding, **options), seed=seed, labels=label)[0]
 
-    def interpolate(self, a, b, steps: int = 5, method: str = "lerp", max_len: int | None = None,
-                    unique: bool = False, label=None, label_b=None, **decoding) -> list[str]:
+    def interpolate(self, a, b, steps: int = 5, method: str = "lerp", unique: bool = False,
+                    decoding: Decoding | None = None, seed: int | None = None, label=None, label_b=None,
+                    **options) -> list[str]:
         """Homotopy (Bowman et al. 2016, section 5): decode `steps` points between two codes.
 
         a, b: texts (their posterior means are used) or codes. `unique` drops a step identical to the one
@@ -215,6 +205,7 @@ class Model:
         embedding from one label to the other as well."""
         if steps < 2:
             raise ValueError("steps must be at least 2")
+        d = self.setting(decoding, **options)
         la, lb = label, label_b if label_b is not None else label
         za, zb = (torch.as_tensor(self.encode([x], labels=lab)[0]) if isinstance(x, str)
                   else torch.as_tensor(np.asarray(x)).float() for x, lab in ((a, la), (b, lb)))
@@ -223,23 +214,37 @@ class Model:
             ya, yb = (self.model.label_embedding(self.label_ids(x, 1))[0].detach().cpu() for x in (la, lb))
             t = torch.linspace(0, 1, steps).unsqueeze(1)
             code = torch.cat([path, (1 - t) * ya + t * yb], dim=1)
-            guidance = self.resolve_guidance(decoding.pop("guidance", None))
+            guidance = self.resolve_guidance(d.guidance)
             if guidance:
                 code = self._beside_unlabelled(code, path)
-            texts = self._decode_codes(code, max_len=max_len, guidance=guidance, **decoding)
+            texts = self._decode_codes(code, d, seed, guidance=guidance)
         else:
-            texts = self.decode(path, max_len=max_len, labels=la, **decoding)
+            texts = self.decode(path, d, seed=seed, labels=la)
         if unique:
             texts = [t for i, t in enumerate(texts) if i == 0 or t != texts[i - 1]]
         return texts
 
 
-STRATEGIES = ("greedy", "sample", "beam")
-DEFAULT_GUIDANCE = 1.0      # classifier-free guidance weight for conditional models trained with label dropout
+def save_codes(path: Path, texts: Sequence[str], mu: np.ndarray, logvar: np.ndarray | None = None) -> None:
+    """Codes to a file: .npy (an array N x Z; the log-variances beside it in NAME.logvar.npy) or .jsonl
+    (one {"text", "mu"[, "logvar"]} object per line)."""
+    import json
+    path = Path(path)
+    if path.suffix == ".npy":
+        np.save(path, mu)
+        if logvar is not None:
+            np.save(path.with_suffix(".logvar.npy"), logvar)
+        return
+    with open(path, "w", encoding="utf-8") as f:
+        for i, text in enumerate(texts):
+            rec = {"text": text, "mu": [round(float(x), 6) for x in mu[i]]}
+            if logvar is not None:
+                rec["logvar"] = [round(float(x), 6) for x in logvar[i]]
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
 def load(path, device: str = "cpu") -> Model:
     """Load a checkpoint file or run directory: `m = textvae.load("runs/words_en")`."""
     p = checkpoint.resolve(path)
-    model, tokenizer, extra = checkpoint.load(p, device=device)
-    return Model(model, tokenizer, extra, p)
+    ck = checkpoint.load(p, device=device)
+    return Model(ck.model, ck.tokenizer, ck.run, p)

@@ -31,11 +31,11 @@ from .train import TrainConfig, pick_device, train
 
 @dataclass(frozen=True)
 class BenchConfig:
-    cell: str = "lstm"
-    embed_dim: int = 64
-    hidden_dim: int = 256
+    cell: str = ModelConfig.cell
+    embed_dim: int = ModelConfig.embed_dim
+    hidden_dim: int = ModelConfig.hidden_dim
     encoder_dim: int | None = None     # None: the model's default, half of hidden_dim
-    latent_dim: int = 32
+    latent_dim: int = ModelConfig.latent_dim
     batch_size: int = 64
     seq_len: int = 40           # characters per item, <eos> included
     steps: int = 20             # timed steps per repeat

@@ -113,7 +113,7 @@ def iw_nll(model: TextVAE, data: EncodedItems, samples: int = 100, batch_size: i
         for start in range(0, K, chunk):
             k = min(chunk, K - start)
             eps = torch.randn((k, B, mu.shape[1]), generator=gen, device=device)
-            z = mu if model.config.lm else mu + (0.5 * logvar).exp() * eps           # (k, B, Z)
+            z = mu if model.config.lm else reparameterize(mu, logvar, eps=eps)       # (k, B, Z)
             z = z.expand(k, B, -1) if model.config.lm else z
             flat_z = z.reshape(k * B, -1)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
@@ -168,7 +168,8 @@ def posterior_stats(model: TextVAE, data: EncodedItems, batch_size: int = 256, s
     mu, logvar = torch.cat(mus), torch.cat(logvars)                                 # (N, Z)
     gen = torch.Generator(device=device).manual_seed(seed)
     mc = max(1, min(10, 20_000 // n))                                               # samples per item: less noise
-    z = (mu + (0.5 * logvar).exp() * torch.randn((mc, *mu.shape), generator=gen, device=device)).view(-1, mu.shape[1])
+    eps = torch.randn((mc, *mu.shape), generator=gen, device=device)
+    z = reparameterize(mu, logvar, eps=eps).view(-1, mu.shape[1])
     Z = mu.shape[1]
     neg_entropy = (-0.5 * Z * LOG_2PI - 0.5 * (1 + logvar).sum(dim=1)).mean()       # E log q(z|x), in closed form
     log_qz = []
@@ -176,7 +177,7 @@ def posterior_stats(model: TextVAE, data: EncodedItems, batch_size: int = 256, s
         zi = z[start:start + 256].unsqueeze(1)                                       # (b, 1, Z)
         log_qz.append(torch.logsumexp(log_normal(zi, mu.unsqueeze(0), logvar.unsqueeze(0)), dim=1) - math.log(n))
     mi = float(neg_entropy - torch.cat(log_qz).mean())
-    active = int((mu.var(dim=0) > 0.01).sum()) if n > 1 else 0
+    active = int((mu.var(dim=0) > 0.01).sum())
     return {"mi": mi, "active_units": active}
 
 

@@ -50,11 +50,6 @@ class ModelConfig:
         if not isinstance(self.label_dim, int) or not 1 <= self.label_dim <= 65_536:
             raise ValueError(f"model setting label_dim={self.label_dim!r} is outside 1..65536")
 
-    @property
-    def code_dim(self) -> int:
-        """Size of what the decoder is conditioned on: z, plus the label embedding in a conditional model."""
-        return self.latent_dim + (self.label_dim if self.num_labels else 0)
-
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -76,11 +71,16 @@ class VAEOutput(NamedTuple):
     z: torch.Tensor        # (B, Z) the code the decoder saw
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """z ~ q(z|x), differentiable in mu and logvar (Kingma & Welling 2014)."""
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
+                   eps: torch.Tensor | None = None) -> torch.Tensor:
+    """z ~ q(z|x), differentiable in mu and logvar (Kingma & Welling 2014).
+
+    `eps` is the standard normal noise when the caller draws it (it may add leading dimensions: K
+    samples per item); otherwise it is drawn here, shaped like mu."""
     std = torch.exp(0.5 * logvar)
-    eps = torch.randn(std.shape, generator=generator, device=std.device, dtype=std.dtype)
-    return mu + std * eps
+    if eps is None:
+        eps = torch.randn(std.shape, generator=generator, device=std.device, dtype=std.dtype)
+    return mu + std * eps.to(std.dtype)
 
 
 def decoder_inputs(tokens: torch.Tensor) -> torch.Tensor:
@@ -231,10 +231,8 @@ class TextVAE(nn.Module):
         mu, logvar = self.encode(tokens, lengths, labels)
         if not sample or self.config.lm:
             z = mu
-        elif eps is not None:
-            z = mu + torch.exp(0.5 * logvar) * eps.to(mu.dtype)
         else:
-            z = reparameterize(mu, logvar, generator)
+            z = reparameterize(mu, logvar, generator, eps)
         if inputs is None:
             inputs = decoder_inputs(tokens)
         logits = self.decode(z, inputs, lengths, labels)

@@ -1,5 +1,6 @@
-"""An interpolation path as a picture: each step's text, with the characters that changed since the
-previous step highlighted (HTML page, or PNG through matplotlib)."""
+"""Results as tables and pictures: the figure tables the command line prints (rich), and an interpolation
+path with the characters that changed since the previous step highlighted (HTML page, or PNG through
+matplotlib). Nothing here prints."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import difflib
 import html
 from pathlib import Path
 from typing import Sequence
+
+from rich.table import Table
 
 
 def changed_spans(before: str, after: str) -> list[tuple[str, bool]]:
@@ -76,3 +79,75 @@ def interpolation_png(texts: Sequence[str], fractions: Sequence[float], out: Pat
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def _rows(table: Table, rows, results: list[dict]) -> Table:
+    """Rows (label, key or dotted key, format) of figures, one column per result; empty rows left out."""
+    def get(r, key):
+        for part in key.split("."):
+            r = (r or {}).get(part)
+        return r
+
+    for label, key, fmt in rows:
+        cells = ["" if get(r, key) is None else fmt.format(get(r, key)) for r in results]
+        if any(cells):
+            table.add_row(label, *cells)
+    return table
+
+
+def summary_table(final: dict, out_dir: Path) -> Table:
+    """The best validation figures of a finished run."""
+    table = Table(title=f"run {out_dir} ({final.get('reason', '?')} after {final.get('step', 0)} steps, "
+                        f"{final.get('time', 0) / 60:.1f} min)")
+    table.add_column("best validation", style="bold")
+    table.add_column("value", justify="right")
+    rows = [("epoch", "epoch", "{:d}"), ("-ELBO per item (nats)", "nll_elbo", "{:.3f}"),
+            ("  reconstruction", "recon", "{:.3f}"), ("  KL", "kl", "{:.3f}"),
+            ("nats per character", "nats_per_char", "{:.4f}"), ("bits per character", "bits_per_char", "{:.4f}"),
+            ("active units", "active_units", "{:d}"), ("exact reconstruction", "exact", "{:.1%}"),
+            ("character accuracy", "char_accuracy", "{:.1%}")]
+    return _rows(table, rows, [final.get("best") or {}])
+
+
+EVAL_ROWS = [("items", "items", "{:,}"), ("IW-NLL per item (nats)", "iw_nll", "{:.3f}"),
+             ("IW-NLL per char (nats)", "iw_nats_per_char", "{:.4f}"),
+             ("IW-NLL per char (bits)", "iw_bits_per_char", "{:.4f}"),
+             ("perplexity per char", "perplexity", "{:.3f}"), ("importance samples K", "samples", "{:d}"),
+             ("-ELBO per item", "nll_elbo", "{:.3f}"), ("-ELBO per char", "elbo_nats_per_char", "{:.4f}"),
+             ("  reconstruction", "recon", "{:.3f}"), ("  KL", "kl", "{:.3f}"),
+             ("mutual information I(x;z)", "mi", "{:.3f}"), ("active units", "active_units", "{:d}"),
+             ("exact reconstruction", "reconstruction.exact", "{:.1%}"),
+             ("character accuracy", "reconstruction.char_accuracy", "{:.1%}"),
+             ("mean edit distance", "reconstruction.edit_distance", "{:.2f}"),
+             ("samples new (not in training)", "sampling.new", "{:.1%}"),
+             ("samples copied from training", "sampling.copied", "{:.1%}"),
+             ("duplicate samples", "sampling.duplicates", "{:.1%}"),
+             ("distinct-1", "sampling.distinct_1", "{:.3f}"), ("distinct-2", "sampling.distinct_2", "{:.3f}"),
+             ("classifier accuracy (held-out)", "labels.classifier_accuracy", "{:.1%}"),
+             ("samples carrying the asked label", "labels.label_agreement", "{:.1%}"),
+             ("seconds", "seconds", "{:.1f}")]
+
+
+def evaluation_table(results: list[dict], names: list[str]) -> Table:
+    """`textvae evaluate`'s figures, one column per model."""
+    table = Table(title="held-out evaluation")
+    table.add_column("metric", style="bold")
+    for name in names:
+        table.add_column(name, justify="right")
+    return _rows(table, EVAL_ROWS, results)
+
+
+def bench_table(cfg, r: dict) -> Table:
+    """`textvae bench`'s medians."""
+    table = Table(title=f"textvae bench: {cfg.cell.upper()} E{cfg.embed_dim} H{cfg.hidden_dim} "
+                        f"encoder {r['encoder_dim']} Z{cfg.latent_dim}, batch {cfg.batch_size} "
+                        f"x {cfg.seq_len} chars, {r['device']} ({r.get('gpu') or str(r['threads']) + ' threads'})")
+    table.add_column("figure", style="bold")
+    table.add_column("median", justify="right")
+    rows = [("bare RNN kernels, forward+backward (chars/s)", "kernel_chars_per_s", "{:,.0f}"),
+            ("textvae training loop (chars/s)", "train_chars_per_s", "{:,.0f}"),
+            ("  share of the kernel figure", "train_vs_kernel", "{:.0%}"),
+            ("one item per step (chars/s)", "one_at_a_time_chars_per_s", "{:,.0f}"),
+            ("  batched speed-up", "speedup_vs_one_at_a_time", "{:.1f}x"),
+            ("generation (items/s)", "generate_items_per_s", "{:,.0f}"), ("peak memory (MB)", "peak_memory_mb", "{:,.0f}")]
+    return _rows(table, rows, [r])

@@ -1,0 +1,228 @@
+"""The command line's options, declared once; their defaults and choices come from the configuration
+dataclasses (`DataConfig`, `ModelConfig`, `TrainConfig`, `Decoding`, `BenchConfig`) and registries."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from .bench import BenchConfig
+from .data import UNITS, DataConfig
+from .decode import STRATEGIES, Decoding
+from .model import CELLS, ModelConfig
+from .objective import SCHEDULES
+from .runs import WARM_FREE_BITS
+from .train import TrainConfig
+
+
+def _default(cls, name: str):
+    """The default of a configuration dataclass's field: every default lives in its dataclass."""
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def options(*options):
+    """Apply a list of click options to a command, in the order listed."""
+    def apply(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return apply
+
+
+def _m(name):
+    return _default(ModelConfig, name)
+
+
+def _t(name):
+    return _default(TrainConfig, name)
+
+
+# option name -> field of DataConfig, ModelConfig or TrainConfig
+DATA_FIELDS = {"valid_path": "valid", "unit": "unit", "column": "column", "label_column": "label_column",
+               "max_len": "max_len", "encoding": "encoding", "errors": "errors", "stream": "stream"}
+MODEL_FIELDS = {"cell": "cell", "embed_dim": "embed_dim", "hidden_dim": "hidden_dim", "encoder_dim": "encoder_dim",
+                "latent_dim": "latent_dim", "layers": "num_layers", "bidirectional": "bidirectional",
+                "z_every_step": "z_every_step", "lm": "lm"}
+TRAIN_FIELDS = {"epochs": "epochs", "steps": "max_steps", "minutes": "max_minutes", "patience": "patience",
+                "batch_size": "batch_size", "lr": "lr", "clip": "clip", "kl_schedule": "kl_schedule",
+                "kl_warmup": "kl_warmup", "beta": "beta", "free_bits": "free_bits", "word_dropout": "word_dropout",
+                "label_dropout": "label_dropout", "seed": "seed", "device": "device", "amp": "amp"}
+
+TRAIN_OPTIONS = [
+    click.option("--resume", "resume_run", type=click.Path(), help="Continue an interrupted run (its directory) where it stopped."),
+    click.option("--out", type=click.Path(file_okay=False), help="Run directory [default: runs/<corpus name>]."),
+    click.option("--valid", "valid_path", help="Validation file [default: 5% of CORPUS, chosen by a hash of each item]."),
+    click.option("--unit", type=click.Choice(UNITS), default=_default(DataConfig, "unit"), show_default=True,
+                 help="An item is a whole line, or each whitespace-separated word."),
+    click.option("--column", help="Text column of a CSV/TSV/JSONL/Parquet file or dataset [default: 'text' or the only column]."),
+    click.option("--label", "label_column", help="Label column: train a conditional VAE (Sohn et al. 2015) on it."),
+    click.option("--max-len", type=click.IntRange(1), default=_default(DataConfig, "max_len"), show_default=True,
+                 help="Skip items longer than this many characters."),
+    click.option("--encoding", default=_default(DataConfig, "encoding"), show_default=True, help="Text encoding of the corpus."),
+    click.option("--errors", type=click.Choice(["strict", "replace", "ignore"]), default=_default(DataConfig, "errors"),
+                 show_default=True, help="What to do with bytes that are not valid in --encoding."),
+    click.option("--cell", type=click.Choice(list(CELLS)), default=_m("cell"), show_default=True, help="Recurrent unit."),
+    click.option("--embed-dim", type=click.IntRange(1, 65536), default=_m("embed_dim"), show_default=True,
+                 help="Character embedding size."),
+    click.option("--hidden-dim", type=click.IntRange(1, 65536), default=_m("hidden_dim"), show_default=True,
+                 help="Decoder RNN state size."),
+    click.option("--encoder-dim", type=click.IntRange(1, 65536),
+                 help="Encoder RNN state size (each direction) [default: half of --hidden-dim]."),
+    click.option("--latent-dim", type=click.IntRange(1, 65536), default=_m("latent_dim"), show_default=True,
+                 help="Size of the code z."),
+    click.option("--layers", type=click.IntRange(1, 16), default=_m("num_layers"), show_default=True, help="Stacked RNN layers."),
+    click.option("--bidirectional/--unidirectional", default=_m("bidirectional"), show_default=True, help="Encoder direction."),
+    click.option("--z-every-step/--z-initial-only", default=_m("z_every_step"), show_default=True,
+                 help="Feed z to the decoder at every step, or only through its initial state (plain Bowman)."),
+    click.option("--lm", is_flag=True, help="Train a plain character language model (no latent code), as a baseline."),
+    click.option("--decoder-from", "decoder_from", metavar="LM_RUN",
+                 help="Start the VAE's decoder from a trained --lm run (its architecture and characters too), then "
+                      "learn the code: the VAE comes closest to that model's likelihood. Changes the defaults of "
+                      f"--kl-schedule to constant and --free-bits to {WARM_FREE_BITS}."),
+    click.option("--epochs", type=click.IntRange(1), default=_t("epochs"), show_default=True,
+                 help="Passes over the training items."),
+    click.option("--steps", type=click.IntRange(1), help="Stop after this many optimiser steps instead."),
+    click.option("--minutes", type=click.FloatRange(0, min_open=True), help="Stop (and save) after this much time."),
+    click.option("--patience", type=click.IntRange(1),
+                 help="Early stopping: stop after this many epochs without a better validation -ELBO."),
+    click.option("--batch-size", type=click.IntRange(1), default=_t("batch_size"), show_default=True, help="Items per step."),
+    click.option("--lr", type=click.FloatRange(0, min_open=True), default=_t("lr"), show_default=True, help="Adam learning rate."),
+    click.option("--kl-schedule", type=click.Choice(SCHEDULES), default=_t("kl_schedule"),
+                 help=f"KL annealing (Bowman et al. 2016; cyclical: Fu et al. 2019) [default: {_t('kl_schedule')}; "
+                      "constant with --decoder-from]."),
+    click.option("--kl-warmup", type=click.IntRange(1), default=_t("kl_warmup"), show_default=True,
+                 help="Steps for beta to reach its maximum (steps per cycle when cyclical)."),
+    click.option("--beta", type=click.FloatRange(0), default=_t("beta"), show_default=True, help="Final weight of the KL term."),
+    click.option("--free-bits", type=click.FloatRange(0), default=_t("free_bits"),
+                 help="Nats per latent dimension that cost nothing (Kingma et al. 2016); 0 turns it off "
+                      f"[default: {_t('free_bits')}; {WARM_FREE_BITS} with --decoder-from]."),
+    click.option("--word-dropout", type=click.FloatRange(0, 1, max_open=True), default=_t("word_dropout"),
+                 show_default=True, help="Chance of hiding each decoder input character (Bowman et al. 2016)."),
+    click.option("--label-dropout", type=click.FloatRange(0, 1, max_open=True), default=_t("label_dropout"),
+                 show_default=True, help="With --label: chance of hiding an item's label, so the model also learns "
+                 "items with no label and can be guided towards one when decoding (--guidance); 0 turns it off."),
+    click.option("--clip", type=click.FloatRange(0, min_open=True), default=_t("clip"), show_default=True,
+                 help="Gradient-norm clipping."),
+    click.option("--seed", type=int, default=_t("seed"), show_default=True, help="Seed for all randomness."),
+    click.option("--device", default=_t("device"), show_default=True, help="auto (CUDA when present), cpu or cuda."),
+    click.option("--amp/--no-amp", default=_t("amp"), show_default=True, help="Mixed precision on CUDA."),
+    click.option("--force", is_flag=True, help="Replace a run already in the output directory."),
+    click.option("--stream", is_flag=True,
+                 help="Read a large text file in a stream into a memory-mapped cache (automatic above 64 MB)."),
+]
+
+
+def _d(name):
+    return _default(Decoding, name)
+
+
+DECODING_OPTIONS = [
+    click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
+                 help="How to pick characters [default: sample for generate, greedy otherwise]."),
+    click.option("--greedy", is_flag=True, help="Same as --strategy greedy."),
+    click.option("--temperature", "-t", type=click.FloatRange(0), default=_d("temperature"), show_default=True,
+                 help="Sampling temperature; 0 is greedy."),
+    click.option("--top-k", type=click.IntRange(0), default=_d("top_k"), show_default=True,
+                 help="Sample among the k best characters (0: all)."),
+    click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=_d("top_p"), show_default=True,
+                 help="Nucleus sampling: the smallest set of characters with this much probability."),
+    click.option("--beam", type=click.IntRange(1, 256), default=_d("beam"), show_default=True,
+                 help="Beam width (--strategy beam)."),
+    click.option("--length-penalty", type=click.FloatRange(0), default=_d("length_penalty"), show_default=True,
+                 help="Beam ranking: log-probability / length^this (0: raw log-probability)."),
+    click.option("--repetition-penalty", type=click.FloatRange(1.0), default=_d("repetition_penalty"), show_default=True,
+                 help="Discourage characters already emitted (Keskar et al. 2019); 1: off."),
+    click.option("--guidance", type=click.FloatRange(0),
+                 help="A conditional model trained with label dropout: how hard to steer towards the label "
+                      "(classifier-free guidance; 0: none) [default: 1]."),
+    click.option("--seed", type=int, help="Seed: the same seed prints the same items."),
+    click.option("--max-len", type=click.IntRange(1), help="Longest item, in characters [default: from the training data]."),
+]
+decoding_options = options(*DECODING_OPTIONS)
+
+
+LABEL_OPTION = click.option("--label", help="A conditional model's label to decode (and encode) under.")
+MODEL_OPTION = click.option("--model", "model_path",
+                            help="Checkpoint file or run directory [default: the last one trained here].")
+
+
+
+
+def _b(name):
+    return _default(BenchConfig, name)
+
+
+BENCH_OPTIONS = [
+    click.option("--cell", type=click.Choice(list(CELLS)), default=_m("cell"), show_default=True),
+    click.option("--hidden-dim", type=click.IntRange(1), default=_m("hidden_dim"), show_default=True),
+    click.option("--encoder-dim", type=click.IntRange(1), help="Encoder width [default: half of --hidden-dim]."),
+    click.option("--embed-dim", type=click.IntRange(1), default=_m("embed_dim"), show_default=True),
+    click.option("--latent-dim", type=click.IntRange(1), default=_m("latent_dim"), show_default=True),
+    click.option("--batch-size", type=click.IntRange(1), default=_b("batch_size"), show_default=True),
+    click.option("--seq-len", type=click.IntRange(2), default=_b("seq_len"), show_default=True,
+                 help="Characters per item, <eos> included."),
+    click.option("--steps", type=click.IntRange(1), default=_b("steps"), show_default=True, help="Timed steps per repeat."),
+    click.option("--repeats", type=click.IntRange(1), default=_b("repeats"), show_default=True,
+                 help="Timed repeats; figures are medians."),
+    click.option("--generate-n", type=click.IntRange(1), default=_b("generate_n"), show_default=True,
+                 help="Items per generation run."),
+    click.option("--no-one-at-a-time", is_flag=True, help="Skip the (slow) one-item-per-step loop."),
+    click.option("--device", default=_b("device"), show_default=True),
+    click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures to this JSON file."),
+]
+
+
+GENERATE_OPTIONS = [
+    click.option("-n", "--num", type=click.IntRange(1), default=10, show_default=True, help="How many items."),
+    click.option("--near", help="Sample codes around this text's posterior instead of from the prior."),
+    click.option("--radius", type=click.FloatRange(0), default=1.0, show_default=True,
+                 help="With --near: how many posterior standard deviations to wander."),
+    click.option("--stats", is_flag=True, help="Also report (on stderr) how many samples are new, copied or repeated."),
+]
+
+
+INTERPOLATE_OPTIONS = [
+    click.option("--steps", type=click.IntRange(2), default=7, show_default=True, help="Points on the path, endpoints included."),
+    click.option("--method", type=click.Choice(["lerp", "slerp"]), default="lerp", show_default=True,
+                 help="Straight line, or great circle (White 2016), between the two codes."),
+    click.option("--unique", is_flag=True, help="Drop a step whose text is the same as the step before."),
+    click.option("--random", "random_ends", is_flag=True, help="Between two codes drawn from the prior instead of A and B."),
+    click.option("--out", "out_path", type=click.Path(dir_okay=False),
+                 help="Also draw the path: .html or .png, changed characters highlighted."),
+    click.option("--label", help="A conditional model: the label kept along the path (the label of A)."),
+    click.option("--label-b", help="A conditional model: B's label; the path then moves between the two labels too."),
+]
+
+
+EVALUATE_OPTIONS = [
+    click.option("--baseline", help="Another model (say, one trained with --lm) to evaluate beside it on the same items."),
+    click.option("--samples", "-k", type=click.IntRange(1), default=100, show_default=True,
+                 help="Importance samples per item for the IW-NLL bound (Burda et al. 2016)."),
+    click.option("--column", help="Text column of a table file."),
+    click.option("--unit", type=click.Choice(UNITS), help="Items are lines or words [default: as in training]."),
+    click.option("--max-len", type=click.IntRange(1), help="Skip items longer than this [default: as in training]."),
+    click.option("--limit", type=click.IntRange(1), help="Use only the first N items."),
+    click.option("--recon-items", type=click.IntRange(0), default=1000, show_default=True,
+                 help="Items to reconstruct greedily from their posterior means."),
+    click.option("--num-samples", type=click.IntRange(0), default=1000, show_default=True,
+                 help="Samples to draw to judge novelty and diversity."),
+    click.option("--train-file", help="Training items, to tell copies from new samples [default: the run's corpus]."),
+    click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures to this JSON file."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed for the importance samples and samples."),
+    click.option("--label", "label_column",
+                 help="Label column of FILE [default: a conditional model's own]: judge whether samples carry labels."),
+    click.option("--per-label", type=click.IntRange(1), default=500, show_default=True,
+                 help="Samples generated per label to judge a conditional model."),
+    click.option("--guidance", type=click.FloatRange(0),
+                 help="Guidance of a conditional model's samples (see `generate --help`) [default: the model's]."),
+]
+
+
+PLOT_OPTIONS = [
+    click.option("--data", "data_path", help="Held-out items to map [default: the run's validation items]."),
+    click.option("--column", help="Text column of a table file."),
+    click.option("--label", "label_column", help="Colour the map by this column of a table file (default: by length)."),
+    click.option("--limit", type=click.IntRange(2), default=3000, show_default=True, help="Items on the map, at most."),
+    click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Where to write the PNGs [default: RUN]."),
+]

@@ -1,0 +1,177 @@
+"""A run directory: start one from settings, or pick up one that was interrupted.
+
+`textvae train` is `start(...)` or `resume(...)`, then iterating `Run.events()`; this module does the
+preparation (data, vocabulary, model, the output directory) and knows nothing of the terminal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from . import __version__, checkpoint, distributed
+from .checkpoint import RunInfo
+from .data import DataConfig, PreparedData, prepare, resolve_corpus
+from .model import ModelConfig, TextVAE
+from .tokenizer import UNK_ID
+from .train import TrainConfig, pick_device, train
+
+RUN_FILES = ("best.safetensors", "last.safetensors", "resume.safetensors", "metrics.jsonl", "run.json")
+LAST_RUN_FILE = ".textvae-last"     # in the working directory: the run that the last `textvae train` here wrote
+WARM_FREE_BITS = 0.1    # --free-bits under --decoder-from: a little information in z costs the LM's likelihood least
+
+
+class RunError(Exception):
+    """A run cannot be started or resumed as asked; worded for the user."""
+
+
+@dataclass
+class Run:
+    model: TextVAE
+    data: PreparedData
+    cfg: TrainConfig
+    info: RunInfo
+    out_dir: Path
+    device: torch.device
+    resume: dict | None = None
+
+    def events(self, stop: threading.Event | None = None) -> Iterator[dict]:
+        return train(self.model, self.data.tokenizer, self.data.train, self.data.valid, self.cfg, self.out_dir,
+                     self.info, stop=stop, resume=self.resume)
+
+    def unknown_characters(self) -> int:
+        """Training characters that the vocabulary (a language model's, under --decoder-from) lacks."""
+        return int((np.asarray(self.data.train.flat) == UNK_ID).sum())
+
+    def label_counts(self) -> dict[str, int]:
+        ids = self.data.train.label_ids
+        return {y: int((ids == i).sum()) for i, y in enumerate(self.data.labels or [])}
+
+
+def decoder_source(path: str) -> TextVAE:
+    """The language model that --decoder-from names (with its vocabulary as `.tokenizer`)."""
+    ck = checkpoint.load(path)
+    c = ck.model.config
+    if not c.lm or c.num_labels:
+        raise RunError(f"--decoder-from {path} is not a plain language model: train one with `textvae train CORPUS --lm`")
+    ck.model.tokenizer = ck.tokenizer
+    return ck.model
+
+
+def decoder_settings(lm, given: dict) -> dict:
+    """The train options that --decoder-from decides, checked against those typed (`given`, by option name):
+    the language model's architecture, and the defaults of --kl-schedule and --free-bits."""
+    settings = {"cell": lm.cell, "embed_dim": lm.embed_dim, "hidden_dim": lm.hidden_dim, "layers": lm.num_layers}
+    for key, value in settings.items():
+        if key in given and given[key] != value:
+            raise RunError(f"--{key.replace('_', '-')} {given[key]} differs from the language model's "
+                           f"{value}: leave it out, the decoder takes the language model's")
+    settings["kl_schedule"] = given.get("kl_schedule", "constant")
+    settings["free_bits"] = given.get("free_bits", WARM_FREE_BITS)
+    return settings
+
+
+@contextmanager
+def stop_on_signals(on_stop=None):
+    """An event that the first Ctrl-C (or SIGTERM) sets, so that training stops after the current step and
+    saves; `on_stop()` is called then. A second Ctrl-C aborts (KeyboardInterrupt)."""
+    stop = threading.Event()
+    old = {}
+
+    def handler(signum, frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        if on_stop is not None:
+            on_stop()
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def _check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise RunError(f"cannot write to {out_dir}: {e.strerror}") from None
+
+
+def start(data_cfg: DataConfig, model_options: dict, cfg: TrainConfig, out: str | None = None, force: bool = False,
+          lm: TextVAE | None = None, decoder_from: str | None = None, progress=None) -> Run:
+    """A new run: read the corpus, build the model (its decoder from the language model `lm`, loaded from
+    `decoder_from` by `decoder_source`, if given), and make the output directory ready (`force` replaces a
+    run already there)."""
+    if data_cfg.corpus is None:
+        raise RunError("give a CORPUS to train on (or --resume RUN)")
+    source, folder_valid = resolve_corpus(data_cfg.corpus)
+    data_cfg = dataclasses.replace(data_cfg, corpus=source, valid=data_cfg.valid or folder_valid)
+    data = prepare(data_cfg, tokenizer=lm.tokenizer if lm is not None else None, progress=progress)
+    out_dir = Path(out) if out else Path("runs") / data.name
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunError(f"--out {out_dir} is a file, not a directory")
+    holds_run = out_dir.is_dir() and any((out_dir / f).exists() for f in RUN_FILES)
+    if holds_run and not force:
+        raise RunError(f"{out_dir} already holds a run: pass --force to replace it, or --out DIR")
+    distributed.barrier()                   # every process has looked before the first one writes
+    device = pick_device(cfg.device)
+    labels = data.labels or []
+    model_cfg = ModelConfig(vocab_size=data.tokenizer.vocab_size, num_labels=len(labels),
+                            null_label=bool(labels) and cfg.label_dropout > 0, **model_options)
+    torch.manual_seed(cfg.seed)
+    model = TextVAE(model_cfg)
+    if lm is not None:
+        model.start_decoder_from(lm)
+    info = RunInfo(data=data_cfg, labels=tuple(labels), longest_item=data.longest_item,
+                   corpus_md5=data.fingerprint, decoder_from=decoder_from, textvae_version=__version__)
+    if distributed.is_main():
+        if holds_run:
+            for f in RUN_FILES:
+                (out_dir / f).unlink(missing_ok=True)
+        _check_writable(out_dir)
+    return Run(model, data, cfg, info, out_dir, device)
+
+
+def resume(run_dir: str, overrides: dict, progress=None) -> Run:
+    """The interrupted run in `run_dir`, from its resume.safetensors; `overrides` may change its budget
+    (epochs, max_steps, max_minutes)."""
+    saved = checkpoint.load_training_state(run_dir)
+    info: RunInfo = saved["run"]
+    cfg = TrainConfig.from_dict({**saved["train_config"], **overrides})
+    data = prepare(info.data, tokenizer=saved["tokenizer"], labels=list(info.labels) or None, progress=progress)
+    if info.corpus_md5 and data.fingerprint != info.corpus_md5:
+        raise RunError(f"the corpus {info.data.corpus} changed since this run started: cannot resume it exactly")
+    _check_writable(Path(run_dir))
+    return Run(saved["model"], data, cfg, info, Path(run_dir), pick_device(cfg.device), resume=saved)
+
+
+def remember(out_dir: Path) -> None:
+    """Note `out_dir` as the run that commands here use when no --model is given."""
+    if distributed.is_main():
+        Path(LAST_RUN_FILE).write_text(str(out_dir.resolve()) + "\n", encoding="utf-8")
+
+
+def last_run() -> Path | None:
+    """The run the last `textvae train` in this directory wrote, if it is still there."""
+    marker = Path(LAST_RUN_FILE)
+    if marker.is_file():
+        path = Path(marker.read_text(encoding="utf-8").strip())
+        if path.exists():
+            return path
+    return None
