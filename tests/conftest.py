@@ -3,14 +3,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from words import TINY_MODEL, WORDS
 
 from textvae.checkpoint import RunInfo
 from textvae.data import EncodedItems
 from textvae.model import ModelConfig, TextVAE
 from textvae.tokenizer import CharTokenizer
 from textvae.train import TrainConfig, train
-from words import TINY_MODEL, WORDS
-
 
 
 @pytest.fixture(scope="session")

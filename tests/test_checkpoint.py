@@ -112,3 +112,25 @@ def test_absurd_configuration_is_refused_before_allocating(tmp_path):
 def test_directory_without_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint"):
         checkpoint.load(tmp_path)
+
+
+def test_a_checkpoint_from_before_run_info_still_loads(tmp_path):
+    """Checkpoints written before DataConfig kept the run's settings in one flat `extra` dict."""
+    from safetensors.torch import save_file
+
+    import textvae
+    model, tok = _model()
+    old_extra = {"train_config": {"max_steps": 7, "lr": 0.002}, "corpus": "names.tsv", "valid_corpus": None,
+                 "unit": "word", "column": "name", "max_len": 30, "encoding": "utf-8", "errors": "strict",
+                 "stream": False, "longest_item": 12, "corpus_md5": "abc", "label_column": None, "labels": None,
+                 "decoder_from": None, "textvae_version": "0.1.0", "epoch": 3, "step": 7, "valid": {"nll_elbo": 9.5}}
+    metadata = {"format": "textvae-checkpoint", "format_version": "1",
+                "model_config": json.dumps(model.config.to_dict()), "tokenizer": json.dumps(tok.to_dict()),
+                "extra": json.dumps(old_extra)}
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "old.safetensors", metadata=metadata)
+    ck = checkpoint.load(tmp_path / "old.safetensors")
+    assert ck.run.data.unit == "word" and ck.run.data.column == "name" and ck.run.data.max_len == 30
+    assert ck.run.longest_item == 12 and ck.run.labels == () and ck.train_config["max_steps"] == 7
+    assert ck.progress == {"epoch": 3, "step": 7, "valid": {"nll_elbo": 9.5}}
+    m = textvae.load(tmp_path / "old.safetensors")
+    assert m.default_max_len == 22 and len(m.generate(3, seed=0)) == 3

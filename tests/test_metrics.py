@@ -5,8 +5,7 @@ import torch
 
 import textvae
 from textvae.data import EncodedItems
-from textvae.metrics import (edit_distance, iw_nll, log_normal, posterior_stats, reconstruction_report,
-                             sample_report)
+from textvae.metrics import edit_distance, iw_nll, log_normal, posterior_stats, reconstruction_report, sample_report
 from textvae.model import decoder_inputs
 from textvae.objective import reconstruction_nll
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from words import TINY_MODEL, WORDS
 
 from textvae import checkpoint
 from textvae.checkpoint import CheckpointError
@@ -18,7 +19,6 @@ from textvae.data import EncodedItems
 from textvae.model import ModelConfig, TextVAE
 from textvae.tokenizer import CharTokenizer
 from textvae.train import TrainConfig, TrainingError, train
-from words import TINY_MODEL, WORDS
 
 ITEMS = [w + s for w in WORDS for s in ("", "s", "ing")]
 

@@ -16,12 +16,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import __version__, distributed
+from . import options as opt
 from .checkpoint import CheckpointError
 from .data import DataConfig, DataError
 from .decode import Decoding
-from .options import (BENCH_OPTIONS, DATA_FIELDS, EVALUATE_OPTIONS, GENERATE_OPTIONS, INTERPOLATE_OPTIONS,
-                      LABEL_OPTION, MODEL_FIELDS, MODEL_OPTION, PLOT_OPTIONS, TRAIN_FIELDS, TRAIN_OPTIONS,
-                      decoding_options, options)
 from .runs import RunError
 from .train import TrainConfig, TrainingError
 
@@ -135,7 +133,7 @@ def _progress(*extra) -> Progress:
 
 @cli.command()
 @click.argument("corpus", required=False)
-@options(*TRAIN_OPTIONS)
+@opt.options(*opt.TRAIN_OPTIONS)
 @click.pass_context
 def train(ctx, corpus, resume_run, out, decoder_from, force, **opts):
     """Train a VAE on CORPUS: a UTF-8 text file (one item per line), a CSV/TSV/JSONL/Parquet file with
@@ -145,15 +143,15 @@ def train(ctx, corpus, resume_run, out, decoder_from, force, **opts):
     distributed.start(opts["device"])
     with _tokenising() as progress:
         if resume_run:
-            budget = {TRAIN_FIELDS[k]: opts[k] for k in ("epochs", "steps", "minutes") if _given(ctx, k)}
+            budget = {opt.TRAIN_FIELDS[k]: opts[k] for k in ("epochs", "steps", "minutes") if _given(ctx, k)}
             run = runs.resume(resume_run, budget, progress=progress)
         else:
             lm = None
             if decoder_from:
                 lm = _decoder_source(ctx, decoder_from, opts)
-            data = DataConfig(corpus=corpus, **{f: opts[k] for k, f in DATA_FIELDS.items()})
-            model_options = {f: opts[k] for k, f in MODEL_FIELDS.items()}
-            cfg = TrainConfig(**{f: opts[k] for k, f in TRAIN_FIELDS.items()})
+            data = DataConfig(corpus=corpus, **{f: opts[k] for k, f in opt.DATA_FIELDS.items()})
+            model_options = {f: opts[k] for k, f in opt.MODEL_FIELDS.items()}
+            cfg = TrainConfig(**{f: opts[k] for k, f in opt.TRAIN_FIELDS.items()})
             run = runs.start(data, model_options, cfg, out=out, force=force, lm=lm, decoder_from=decoder_from,
                              progress=progress)
     _announce(run)
@@ -184,7 +182,7 @@ def _tokenising():
 
 def _decoder_source(ctx, path: str, opts: dict):
     """The language model that --decoder-from names; the options it decides are set in `opts`."""
-    from .runs import decoder_source, decoder_settings
+    from .runs import decoder_settings, decoder_source
     if opts["lm"]:
         raise UserError("--decoder-from starts a VAE from a language model: leave out --lm")
     lm = decoder_source(path)
@@ -304,10 +302,10 @@ def _prepared(model_path, opts: dict, default: str, texts=(), labels=()):
 # ---------------------------------------------------------------------------- generate
 
 @cli.command()
-@MODEL_OPTION
-@options(*GENERATE_OPTIONS)
-@decoding_options
-@LABEL_OPTION
+@opt.MODEL_OPTION
+@opt.options(*opt.GENERATE_OPTIONS)
+@opt.decoding_options
+@opt.LABEL_OPTION
 def generate(model_path, num, near, radius, stats, label, **opts):
     """Sample new items: codes from the prior (or near a text), decoded one per line."""
     m, dec, seed = _prepared(model_path, opts, "sample", [near] if near is not None else [], [label])
@@ -340,8 +338,8 @@ def _texts_from(texts, file) -> list[str]:
 @cli.command()
 @click.argument("texts", nargs=-1)
 @click.option("--file", "file", help="Also every line of this file.")
-@MODEL_OPTION
-@decoding_options
+@opt.MODEL_OPTION
+@opt.decoding_options
 @click.option("--label", help="A conditional model: the texts' own label.")
 @click.option("--to-label", help="A conditional model: decode under this label instead (label transfer).")
 def reconstruct(texts, file, model_path, label, to_label, **opts):
@@ -359,8 +357,8 @@ def reconstruct(texts, file, model_path, label, to_label, **opts):
               help="codes.npy (an array, N x latent_dim) or codes.jsonl (one object per item).")
 @click.option("--logvar", is_flag=True, help="Also the posterior log-variances (.npy: a second file NAME.logvar.npy).")
 @click.option("--column", help="Text column of a table file.")
-@MODEL_OPTION
-@LABEL_OPTION
+@opt.MODEL_OPTION
+@opt.LABEL_OPTION
 def encode(file, out_path, logvar, column, model_path, label):
     """Posterior means of every item of FILE, in input order."""
     from .api import save_codes
@@ -384,9 +382,9 @@ def encode(file, out_path, logvar, column, model_path, label):
 @cli.command()
 @click.argument("a", required=False)
 @click.argument("b", required=False)
-@MODEL_OPTION
-@options(*INTERPOLATE_OPTIONS)
-@decoding_options
+@opt.MODEL_OPTION
+@opt.options(*opt.INTERPOLATE_OPTIONS)
+@opt.decoding_options
 def interpolate(a, b, model_path, steps, method, unique, random_ends, out_path, label, label_b, **opts):
     """Decode the points between the codes of A and B (Bowman et al. 2016, section 5), one line per step."""
     if not random_ends and (a is None or b is None):
@@ -422,9 +420,9 @@ def _draw_path(path: Path, texts, fractions) -> None:
 @click.argument("a")
 @click.argument("b")
 @click.argument("c")
-@MODEL_OPTION
-@decoding_options
-@LABEL_OPTION
+@opt.MODEL_OPTION
+@opt.decoding_options
+@opt.LABEL_OPTION
 def analogy(a, b, c, model_path, label, **opts):
     """Latent arithmetic: decode z_B - z_A + z_C ("A is to B as C is to ?")."""
     m, dec, seed = _prepared(model_path, opts, "greedy", [a, b, c], [label])
@@ -435,8 +433,8 @@ def analogy(a, b, c, model_path, label, **opts):
 
 @cli.command()
 @click.argument("file")
-@MODEL_OPTION
-@options(*EVALUATE_OPTIONS)
+@opt.MODEL_OPTION
+@opt.options(*opt.EVALUATE_OPTIONS)
 def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, recon_items, num_samples, train_file,
              json_path, seed, label_column, per_label, guidance):
     """How well a model models held-out FILE: IW-NLL, ELBO, KL, mutual information, active units,
@@ -495,7 +493,7 @@ def _evaluate_one(m, file, column, unit, max_len, limit, label_column, clf, samp
 
 @cli.command()
 @click.argument("run", required=False)
-@options(*PLOT_OPTIONS)
+@opt.options(*opt.PLOT_OPTIONS)
 def plot(run, data_path, column, label_column, limit, out_dir):
     """Write PNGs of RUN: training curves, and a PCA map of held-out items' posterior means."""
     from .data import held_out_items, keep, read_corpus
@@ -536,12 +534,13 @@ def plot(run, data_path, column, label_column, limit, out_dir):
 # ---------------------------------------------------------------------------- bench
 
 @cli.command()
-@options(*BENCH_OPTIONS)
+@opt.options(*opt.BENCH_OPTIONS)
 def bench(no_one_at_a_time, json_path, **opts):
     """Training characters/s, generation items/s and peak memory, beside the bare RNN kernels' figure."""
     import json
 
-    from .bench import BenchConfig, run as run_bench
+    from .bench import BenchConfig
+    from .bench import run as run_bench
     cfg = BenchConfig(one_at_a_time=not no_one_at_a_time, **opts)
     with err.status("benchmarking") as status:
         r = run_bench(cfg, progress=lambda m: status.update(f"benchmarking: {m}"))

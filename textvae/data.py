@@ -10,13 +10,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
+from .config import Saved
 from .tokenizer import CharTokenizer, pad_batch
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json", ".parquet"}
@@ -31,7 +32,7 @@ UNITS = ("line", "word")
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Saved):
     """Where a run's items come from and how they are read; saved in every checkpoint."""
     corpus: str | None = None         # text/table file, or hf:NAME[:CONFIG]
     valid: str | None = None          # validation file; None: a hashed 5% of the corpus
@@ -43,13 +44,6 @@ class DataConfig:
     errors: str = "strict"            # strict | replace | ignore: bytes not valid in `encoding`
     stream: bool = False              # tokenise a plain text file in a stream into a memory-mapped cache
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DataConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass

@@ -13,7 +13,6 @@ import torch
 from .model import TextVAE
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
-
 STRATEGIES = ("greedy", "sample", "beam")
 
 

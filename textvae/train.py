@@ -6,7 +6,7 @@ import json
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -15,6 +15,7 @@ import torch
 
 from . import checkpoint, distributed
 from .checkpoint import RunInfo
+from .config import Saved
 from .data import EncodedItems
 from .metrics import evaluate_elbo, posterior_stats, reconstruction_stats
 from .model import TextVAE, decoder_inputs
@@ -23,7 +24,7 @@ from .tokenizer import CharTokenizer
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Saved):
     epochs: int = 10                # passes over the training items
     max_steps: int | None = None    # stop after this many optimiser steps (overrides epochs)
     max_minutes: float | None = None  # stop (and save) after this much wall-clock time
@@ -44,13 +45,6 @@ class TrainConfig:
     log_every: int = 20             # steps between per-step lines in metrics.jsonl
     max_bad_steps: int = 20         # stop after this many non-finite losses in a row
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 class TrainingError(Exception):
