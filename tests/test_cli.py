@@ -266,3 +266,21 @@ def test_cli_bench_reports_its_figures(workdir):
     figures = json.loads((workdir / "bench.json").read_text())
     assert figures["train_chars_per_s"] > 0 and figures["kernel_chars_per_s"] > 0
     assert "encoder 6" in r.output
+
+
+def test_cli_train_says_its_budget_and_writes_tensorboard_events(workdir, tiny_corpus):
+    pytest.importorskip("tensorboard")
+    r = run("train", str(tiny_corpus), "--embed-dim", "16", "--hidden-dim", "32", "--latent-dim", "8",
+            "--minutes", "0.15", "--tensorboard")
+    assert r.exit_code == 0, r.output
+    assert "budget:" in r.stderr and "fit in 0.15 min" in r.stderr and "estimated time" in r.stderr
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    board = EventAccumulator(str(next((workdir / "runs" / "tiny" / "tensorboard").iterdir()).parent),
+                             size_guidance={"tensors": 0})
+    board.Reload()
+    tags = board.Tags()
+    assert {"train/loss", "train/kl", "train/beta", "train/lr", "valid/nll_elbo"} <= set(tags["scalars"])
+    assert any("samples" in t for t in tags["tensors"])
+    import json
+    lines = [json.loads(x) for x in (workdir / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
+    assert len(board.Scalars("train/loss")) == sum(x["kind"] == "step" for x in lines)   # the same record

@@ -230,6 +230,14 @@ def _valid_line(ev: dict) -> str:
     return line + ("  [green]best[/]" if ev["best"] else "")
 
 
+def _plan_line(ev: dict) -> str:
+    plan = ev["plan"]
+    line = f"budget: {_plain(plan['why'])}; batches of {ev['batch_size']}"
+    if plan.get("estimate_s"):
+        line += f"; estimated time {plan['estimate_s'] / 60:.1f} min"
+    return line
+
+
 def _drive_training(run) -> dict:
     """Iterate the run's events behind a progress bar; the final event."""
     progress = _progress(TextColumn("{task.fields[stats]}"))
@@ -244,6 +252,7 @@ def _drive_training(run) -> dict:
         for ev in run.events(stop=stop):
             kind = ev["event"]
             if kind == "start":
+                progress.console.print(_plan_line(ev))
                 task = progress.add_task("train", total=ev["total_steps"], stats="", completed=ev.get("resumed_at") or 0)
             elif kind == "step" and (ev["step"] % 5 == 0 or ev["step"] == 1):
                 progress.update(task, completed=ev["step"], description=f"epoch {ev['epoch']}",

@@ -31,6 +31,7 @@ class KLSchedule:
     warmup: int = 2000      # steps to reach beta_max (linear, logistic); steps per cycle (cyclical)
     beta_max: float = 1.0   # the weight the KL term reaches
     cycles_ratio: float = 0.5  # cyclical: share of a cycle spent rising (Fu et al. 2019 use 0.5)
+    hold_from: int | None = None  # from this step on, beta_max whatever the kind (the end of a planned budget)
 
     def __post_init__(self):
         if self.kind not in SCHEDULES:
@@ -38,7 +39,7 @@ class KLSchedule:
 
     def __call__(self, step: int) -> float:
         w = max(self.warmup, 1)
-        if self.kind == "constant":
+        if self.kind == "constant" or (self.hold_from is not None and step >= self.hold_from):
             frac = 1.0
         elif self.kind == "linear":
             frac = min(step / w, 1.0)
@@ -50,6 +51,21 @@ class KLSchedule:
             pos = (step % w) / w
             frac = min(pos / max(self.cycles_ratio, 1e-8), 1.0)
         return self.beta_max * frac
+
+
+def planned(schedule: KLSchedule, total_steps: int, share: float = 0.5) -> KLSchedule:
+    """The schedule fitted to a budget of `total_steps`, so that beta reaches its final value in time: a
+    warm-up takes at most `share` of the budget and beta holds at its maximum after it; cycles are
+    stretched to fit a whole number into the budget, the last one ending at the maximum."""
+    if schedule.kind == "constant":
+        return schedule
+    if schedule.kind == "cyclical":
+        cycles = max(1, round(total_steps / max(schedule.warmup, 1)))
+        period = max(1, math.ceil(total_steps / cycles))
+        last_top = (cycles - 1) * period + math.ceil(schedule.cycles_ratio * period)
+        return KLSchedule(schedule.kind, period, schedule.beta_max, schedule.cycles_ratio, hold_from=last_top)
+    warmup = max(1, min(schedule.warmup, int(share * total_steps)))
+    return KLSchedule(schedule.kind, warmup, schedule.beta_max, schedule.cycles_ratio, hold_from=warmup)
 
 
 def character_dropout(inputs: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -13,6 +13,7 @@ from .decode import STRATEGIES, Decoding
 from .model import CELLS, ModelConfig
 from .objective import SCHEDULES
 from .runs import WARM_FREE_BITS
+from .schedule import DEFAULT_EPOCHS, DEFAULT_MINUTES, LR_SCHEDULES, MIN_STEPS
 from .train import TrainConfig
 
 
@@ -47,7 +48,9 @@ MODEL_FIELDS = {"cell": "cell", "embed_dim": "embed_dim", "hidden_dim": "hidden_
 TRAIN_FIELDS = {"epochs": "epochs", "steps": "max_steps", "minutes": "max_minutes", "patience": "patience",
                 "batch_size": "batch_size", "lr": "lr", "clip": "clip", "kl_schedule": "kl_schedule",
                 "kl_warmup": "kl_warmup", "beta": "beta", "free_bits": "free_bits", "word_dropout": "word_dropout",
-                "label_dropout": "label_dropout", "seed": "seed", "device": "device", "amp": "amp"}
+                "label_dropout": "label_dropout", "seed": "seed", "device": "device", "amp": "amp",
+                "lr_schedule": "lr_schedule", "lr_warmup": "lr_warmup", "lr_floor": "lr_floor",
+                "tensorboard": "tensorboard"}
 
 TRAIN_OPTIONS = [
     click.option("--resume", "resume_run", type=click.Path(), help="Continue an interrupted run (its directory) where it stopped."),
@@ -80,14 +83,29 @@ TRAIN_OPTIONS = [
                  help="Start the VAE's decoder from a trained --lm run (its architecture and characters too), then "
                       "learn the code: the VAE comes closest to that model's likelihood. Changes the defaults of "
                       f"--kl-schedule to constant and --free-bits to {WARM_FREE_BITS}."),
-    click.option("--epochs", type=click.IntRange(1), default=_t("epochs"), show_default=True,
-                 help="Passes over the training items."),
-    click.option("--steps", type=click.IntRange(1), help="Stop after this many optimiser steps instead."),
-    click.option("--minutes", type=click.FloatRange(0, min_open=True), help="Stop (and save) after this much time."),
+    click.option("--epochs", type=click.IntRange(1),
+                 help="The budget in passes over the training items [default: a budget that fits the corpus: "
+                      f"{DEFAULT_EPOCHS} epochs, at least {MIN_STEPS:,} steps, at most "
+                      f"{DEFAULT_MINUTES['cpu']:g} min on a CPU or {DEFAULT_MINUTES['cuda']:g} on a GPU]."),
+    click.option("--steps", type=click.IntRange(1), help="The budget in optimiser steps instead."),
+    click.option("--minutes", type=click.FloatRange(0, min_open=True),
+                 help="The budget in minutes: steps are planned from a measured step time; stops (and saves) "
+                      "at this time at the latest."),
     click.option("--patience", type=click.IntRange(1),
-                 help="Early stopping: stop after this many epochs without a better validation -ELBO."),
-    click.option("--batch-size", type=click.IntRange(1), default=_t("batch_size"), show_default=True, help="Items per step."),
-    click.option("--lr", type=click.FloatRange(0, min_open=True), default=_t("lr"), show_default=True, help="Adam learning rate."),
+                 help="Early stopping: stop after this many validations without a better smoothed -ELBO, once "
+                      "the learning rate has decayed to half."),
+    click.option("--batch-size", type=click.IntRange(1),
+                 help="Items per step [default: 64 on a CPU (128 for corpora of 100k items or more), 256 on a GPU; "
+                      "128 with --lr-schedule constant]."),
+    click.option("--lr", type=click.FloatRange(0, min_open=True), default=_t("lr"), show_default=True,
+                 help="Peak Adam learning rate."),
+    click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_t("lr_schedule"), show_default=True,
+                 help="Warm-up, then cosine or linear decay to --lr-floor at the budget's end; constant: no "
+                      "decay, the earlier behaviour (10 epochs by default, KL warm-up not fitted to the budget)."),
+    click.option("--lr-warmup", type=click.IntRange(0), help="Steps of learning-rate warm-up [default: 5% of the "
+                 "budget, at most 500]."),
+    click.option("--lr-floor", type=click.FloatRange(0, 1), default=_t("lr_floor"), show_default=True,
+                 help="The learning rate at the budget's end, as a share of --lr."),
     click.option("--kl-schedule", type=click.Choice(SCHEDULES), default=_t("kl_schedule"),
                  help=f"KL annealing (Bowman et al. 2016; cyclical: Fu et al. 2019) [default: {_t('kl_schedule')}; "
                       "constant with --decoder-from]."),
@@ -107,6 +125,8 @@ TRAIN_OPTIONS = [
     click.option("--seed", type=int, default=_t("seed"), show_default=True, help="Seed for all randomness."),
     click.option("--device", default=_t("device"), show_default=True, help="auto (CUDA when present), cpu or cuda."),
     click.option("--amp/--no-amp", default=_t("amp"), show_default=True, help="Mixed precision on CUDA."),
+    click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events into RUN/tensorboard "
+                 "(pip install 'textvae[tensorboard]'); metrics.jsonl stays the record."),
     click.option("--force", is_flag=True, help="Replace a run already in the output directory."),
     click.option("--stream", is_flag=True,
                  help="Read a large text file in a stream into a memory-mapped cache (automatic above 64 MB)."),

@@ -153,7 +153,9 @@ def resume(run_dir: str, overrides: dict, progress=None) -> Run:
     (epochs, max_steps, max_minutes)."""
     saved = checkpoint.load_training_state(run_dir)
     info: RunInfo = saved["run"]
-    cfg = TrainConfig.from_dict({**saved["train_config"], **overrides})
+    saved_cfg = dict(saved["train_config"])
+    saved_cfg.setdefault("lr_schedule", "constant")     # a run from before planned schedules keeps its own
+    cfg = TrainConfig.from_dict({**saved_cfg, **overrides})
     data = prepare(info.data, tokenizer=saved["tokenizer"], labels=list(info.labels) or None, progress=progress)
     if info.corpus_md5 and data.fingerprint != info.corpus_md5:
         raise RunError(f"the corpus {info.data.corpus} changed since this run started: cannot resume it exactly")

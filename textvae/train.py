@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import threading
@@ -19,17 +21,22 @@ from .config import Saved
 from .data import EncodedItems
 from .metrics import evaluate_elbo, posterior_stats, reconstruction_stats
 from .model import TextVAE, decoder_inputs
-from .objective import KLSchedule, character_dropout, elbo_terms
+from .objective import KLSchedule, character_dropout, elbo_terms, planned
+from .schedule import LR_SCHEDULES, Plan, learning_rate, plan
 from .tokenizer import CharTokenizer
 
 
 @dataclass(frozen=True)
 class TrainConfig(Saved):
-    epochs: int = 10                # passes over the training items
-    max_steps: int | None = None    # stop after this many optimiser steps (overrides epochs)
-    max_minutes: float | None = None  # stop (and save) after this much wall-clock time
-    batch_size: int = 128           # items per step
-    lr: float = 2e-3                # Adam learning rate
+    epochs: int | None = None       # the budget in passes over the training items; none given: one that fits
+    max_steps: int | None = None    # the budget in optimiser steps (overrides epochs)
+    max_minutes: float | None = None  # the budget in wall-clock minutes (converted to steps); also a hard stop
+    batch_size: int | None = None   # items per step; None: by corpus size and device (`default_batch_size`)
+    lr: float = 2e-3                # peak Adam learning rate
+    lr_schedule: str = "cosine"     # cosine | linear: warm-up, then decay to the floor at the budget's end;
+                                    # constant: the earlier behaviour (10 epochs, no decay)
+    lr_warmup: int | None = None    # steps of learning-rate warm-up; None: 5% of the budget, at most 500
+    lr_floor: float = 0.05          # the learning rate at the budget's end, as a share of lr
     clip: float = 1.0               # gradient-norm clipping
     kl_schedule: str = "linear"     # constant | linear | logistic | cyclical
     kl_warmup: int = 2000           # steps of KL annealing (per cycle for cyclical)
@@ -41,10 +48,19 @@ class TrainConfig(Saved):
     device: str = "auto"            # auto | cpu | cuda
     amp: bool = True                # bf16/fp16 autocast on CUDA
     recon_items: int = 1000         # validation items greedily reconstructed each epoch
-    patience: int | None = None     # stop after this many epochs without a better validation -ELBO
+    patience: int | None = None     # stop after this many validations without a better (smoothed) -ELBO
+    tensorboard: bool = False       # also write TensorBoard events into RUN/tensorboard
     log_every: int = 20             # steps between per-step lines in metrics.jsonl
     max_bad_steps: int = 20         # stop after this many non-finite losses in a row
 
+
+
+def default_batch_size(items: int, device: torch.device) -> int:
+    """Items per step when none is asked for: on a CPU, small corpora learn more from more (smaller) steps;
+    a GPU runs larger batches at little extra cost per step."""
+    if device.type == "cuda":
+        return 256
+    return 64 if items < 100_000 else 128
 
 
 class TrainingError(Exception):
@@ -52,6 +68,13 @@ class TrainingError(Exception):
 
 
 DEVICES = ("auto", "cpu", "cuda")
+LEGACY_BATCH = 128     # --lr-schedule constant keeps the earlier default batch size
+SMOOTHING = 0.5        # early stopping watches an exponential average of the validation -ELBO with this weight
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def pick_device(name: str) -> torch.device:
@@ -88,6 +111,11 @@ class Trainer:
         self.device = distributed.local_device(pick_device(cfg.device))
         self.amp = autocast_dtype(self.device, cfg.amp)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+        if cfg.batch_size is None:            # the earlier default under the earlier schedule
+            batch = LEGACY_BATCH if cfg.lr_schedule == "constant" else default_batch_size(len(train_data), self.device)
+            cfg = dataclasses.replace(cfg, batch_size=batch)
+        if cfg.lr_schedule not in LR_SCHEDULES:
+            raise TrainingError(f"unknown learning-rate schedule {cfg.lr_schedule!r}: use {', '.join(LR_SCHEDULES)}")
         torch.manual_seed(cfg.seed)
         self.model, self.tokenizer, self.cfg, self.run = model.to(self.device), tokenizer, cfg, run or RunInfo()
         self.train_data, self.valid_data = train_data, valid_data
@@ -99,17 +127,28 @@ class Trainer:
             if cfg.batch_size < self.world:
                 raise TrainingError(f"--batch-size {cfg.batch_size} is smaller than the {self.world} processes")
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        self.schedule = KLSchedule(cfg.kl_schedule, cfg.kl_warmup, cfg.beta)
         self.free_bits = 0.0 if model.config.lm else cfg.free_bits
         self.per_epoch = math.ceil(len(train_data) / cfg.batch_size)
-        self.total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * self.per_epoch
+        self.legacy = cfg.lr_schedule == "constant"
         # where the loop stands: enough to pick it up again exactly
         self.pos = {"step": 0, "epoch": 1, "batch": 0, "best_nll": None, "best_metrics": {}, "skipped": 0,
-                    "elapsed": 0.0, "stale": 0}
+                    "elapsed": 0.0, "stale": 0, "smoothed": None, "best_smoothed": None, "plan": None}
         self.resumed = resume is not None
+        self.start_time = time.monotonic()
         if resume is not None:
             self.optimizer.load_state_dict(resume["optimizer"])
             self.pos.update(resume["state"])
+        budget = [cfg.epochs, cfg.max_steps, cfg.max_minutes]
+        if self.pos["plan"] is not None and self.pos["plan"]["budget"] == budget:
+            self.plan = Plan(**{k: v for k, v in self.pos["plan"].items() if k != "budget"})
+        else:                                  # a new run, or a resumed one given a new budget
+            self.plan = self._plan()
+            self.pos["plan"] = {**self.plan.to_dict(), "budget": budget}
+        self.total_steps = self.plan.total_steps
+        self.schedule = KLSchedule(cfg.kl_schedule, cfg.kl_warmup, cfg.beta)
+        if not self.legacy:
+            self.schedule = planned(self.schedule, self.total_steps)
+        if resume is not None:
             if resume.get("rng") is not None:
                 torch.set_rng_state(resume["rng"])
             if resume.get("rng_cuda") is not None and self.device.type == "cuda":
@@ -117,18 +156,97 @@ class Trainer:
         elif self.main:
             (self.run_dir / "run.json").write_text(json.dumps({
                 "model_config": model.config.to_dict(), "train_config": cfg.to_dict(), "run": self.run.to_dict(),
-                "train_items": len(train_data), "valid_items": len(valid_data),
+                "plan": self.plan.to_dict(), "train_items": len(train_data), "valid_items": len(valid_data),
             }, indent=2, ensure_ascii=False) + "\n")
         self.start_time = time.monotonic() - self.pos["elapsed"]
         self.bad_steps = 0
+        self.board = self._board() if cfg.tensorboard and self.main else None
+
+    def _plan(self) -> Plan:
+        """The budget; the speed of a step and of a validation is measured first when the budget is in
+        minutes or left to the default."""
+        cfg = self.cfg
+        timed = not self.legacy and cfg.max_steps is None and cfg.epochs is None
+        step_s = valid_s = None
+        if timed:
+            step_s, valid_s = self._measure()
+            if self.world > 1:                 # every process plans with the first one's figures
+                figures = torch.tensor([step_s, valid_s], dtype=torch.float64, device=self.device)
+                torch.distributed.broadcast(figures, 0)
+                step_s, valid_s = figures.tolist()
+        return plan(self.per_epoch, self.device.type, cfg.lr_schedule, cfg.epochs, cfg.max_steps, cfg.max_minutes,
+                    cfg.lr_warmup, step_s, valid_s)
+
+    def _measure(self, steps: int = 6) -> tuple[float, float]:
+        """Seconds per training step (at the mean padded size of an epoch's batches) and per validation, timed on
+        a copy of the model; the random state is put back, so the run is the same as without measuring."""
+        rng = torch.get_rng_state()
+        rng_cuda = torch.cuda.get_rng_state() if self.device.type == "cuda" else None
+        scaler = self.scaler.state_dict() if self.scaler is not None else None
+        original, original_net, optimizer = self.model, self.net, self.optimizer
+        self.model = copy.deepcopy(original)
+        self.net = self.model
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        try:
+            batches = self.train_data.batch_indices(self.cfg.batch_size, shuffle=True, seed=self.cfg.seed + 7919)
+            padded = np.array([len(b) * (int(self.train_data.lengths[b].max()) + 1) for b in batches], dtype=float)
+            probe = np.random.default_rng(self.cfg.seed).permutation(len(batches))[:steps + 1]
+            self.model.train()
+            self.step(batches[probe[0]], count=False)                     # warm-up: allocations, kernels
+            _sync(self.device)
+            t0 = time.perf_counter()
+            for i in probe[1:]:
+                self.step(batches[i], count=False)
+            _sync(self.device)
+            per_char = (time.perf_counter() - t0) / padded[probe[1:]].sum()
+            t0 = time.perf_counter()
+            self._validation_figures()
+            _sync(self.device)
+            valid_s = time.perf_counter() - t0
+        finally:
+            self.model, self.net, self.optimizer = original, original_net, optimizer
+            if scaler is not None:
+                self.scaler.load_state_dict(scaler)
+            torch.set_rng_state(rng)
+            if rng_cuda is not None:
+                torch.cuda.set_rng_state(rng_cuda)
+        return per_char * padded.mean(), valid_s
+
+    def _board(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise TrainingError("--tensorboard needs the tensorboard package: pip install 'textvae[tensorboard]'") from None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start_time
 
     def log(self, record: dict) -> None:
-        if self.main:
-            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+        """A line of metrics.jsonl (the record of the run), and the same figures to TensorBoard if asked."""
+        if not self.main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.board is not None and record["kind"] in ("step", "epoch"):
+            group = "train" if record["kind"] == "step" else "valid"
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("step", "kind"):
+                    self.board.add_scalar(f"{group}/{key}", value, record["step"])
+            if group == "valid" and not self.model.config.lm and not self.model.config.num_labels:
+                self.board.add_text("samples", "\n\n".join(self._samples()), record["step"])
+            self.board.flush()
+
+    @torch.no_grad()
+    def _samples(self, n: int = 5) -> list[str]:
+        """A few items decoded from prior codes (fixed ones, so that they can be followed from one validation to
+        the next), for TensorBoard."""
+        from .decode import decode_codes
+        z = torch.randn((n, self.model.config.latent_dim), generator=torch.Generator().manual_seed(0))
+        longest = self.run.longest_item or 64
+        ids = decode_codes(self.model, z.to(self.device), max_len=longest + 10)
+        self.model.train()
+        return [self.tokenizer.decode(row) for row in ids.tolist()]
 
     def save(self, name: str, progress: dict) -> None:
         if self.main:
@@ -161,12 +279,18 @@ class Trainer:
         return (tokens.to(device, non_blocking=True), lengths.to(device, non_blocking=True),
                 inputs.to(device, non_blocking=True), eps.to(device, non_blocking=True), labels)
 
-    def step(self, index: np.ndarray) -> dict | None:
+    def step(self, index: np.ndarray, count: bool = True) -> dict | None:
         """One optimiser update on the items `index`: the step's figures, or None when a non-finite loss or
-        gradient made it skip the update (the weights are kept)."""
+        gradient made it skip the update (the weights are kept). `count=False`: a timing step, not recorded."""
         cfg, pos = self.cfg, self.pos
         tokens, lengths, inputs, eps, labels = self._batch(index)
-        beta = self.schedule(pos["step"])
+        beta = self.schedule(pos["step"]) if count else 1.0
+        lr = cfg.lr
+        if not self.legacy and count:
+            lr = learning_rate(cfg.lr_schedule, cfg.lr, pos["step"], self.total_steps, self.plan.lr_warmup,
+                               cfg.lr_floor)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             out = self.net(tokens, lengths, inputs=inputs, eps=eps, labels=labels)
             terms = elbo_terms(out.logits, tokens, out.mu, out.logvar, beta, self.free_bits,
@@ -182,6 +306,8 @@ class Trainer:
                 loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
             finite = bool(torch.isfinite(grad_norm)) or self.scaler is not None
+        if not finite and not count:
+            return None
         if not finite:
             self.bad_steps += 1
             pos["skipped"] += 1
@@ -191,24 +317,34 @@ class Trainer:
                 raise TrainingError(f"the loss or its gradient was not finite for {self.bad_steps} steps in a "
                                     "row; the weights were kept; try a lower --lr")
             return None
-        self.bad_steps = 0
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             self.optimizer.step()
+        if not count:
+            return None
+        self.bad_steps = 0
         pos["step"] += 1
-        return {"step": pos["step"], "epoch": pos["epoch"], "loss": float(terms["objective"]),
-                "recon": float(terms["recon"].detach()), "kl": float(terms["kl"].detach()), "beta": beta,
-                "grad_norm": float(grad_norm)}
+        figures = {"step": pos["step"], "epoch": pos["epoch"], "loss": float(terms["objective"]),
+                   "recon": float(terms["recon"].detach()), "kl": float(terms["kl"].detach()), "beta": beta,
+                   "grad_norm": float(grad_norm)}
+        if not self.legacy:
+            figures["lr"] = lr
+        return figures
 
-    def validate(self) -> dict:
-        """Validation figures, and the best and last checkpoints saved; early stopping counted."""
-        cfg, pos, model = self.cfg, self.pos, self.model
+    def _validation_figures(self) -> dict:
+        cfg, model = self.cfg, self.model
         metrics = evaluate_elbo(model, self.valid_data, seed=cfg.seed, autocast_dtype=self.amp)
         metrics.update(posterior_stats(model, self.valid_data, seed=cfg.seed))
         if cfg.recon_items and not model.config.lm:
             metrics.update(reconstruction_stats(model, self.valid_data, limit=cfg.recon_items))
+        return metrics
+
+    def validate(self) -> dict:
+        """Validation figures, and the best and last checkpoints saved; early stopping counted."""
+        pos = self.pos
+        metrics = self._validation_figures()
         metrics.update({"epoch": pos["epoch"], "step": pos["step"], "time": self.elapsed(),
                         "skipped_steps": pos["skipped"]})
         improved = pos["best_nll"] is None or metrics["nll_elbo"] < pos["best_nll"]
@@ -216,23 +352,37 @@ class Trainer:
         self.save("last.safetensors", progress)
         if improved:
             pos["best_nll"], pos["best_metrics"] = metrics["nll_elbo"], metrics
-            pos["stale"] = 0
             self.save("best.safetensors", progress)
-        else:
-            pos["stale"] = pos.get("stale", 0) + 1
+        if self.legacy:                        # the earlier rule: epochs in a row without a better -ELBO
+            pos["stale"] = 0 if improved else pos.get("stale", 0) + 1
+        else:                                  # a smoothed figure, counted once the learning rate has halved
+            x = metrics["nll_elbo"]
+            pos["smoothed"] = x if pos["smoothed"] is None else SMOOTHING * pos["smoothed"] + (1 - SMOOTHING) * x
+            if pos["best_smoothed"] is None or pos["smoothed"] < pos["best_smoothed"]:
+                pos["best_smoothed"], pos["stale"] = pos["smoothed"], 0
+            elif pos["step"] >= self.plan.lr_warmup + (self.total_steps - self.plan.lr_warmup) / 2:
+                pos["stale"] += 1
         return {**metrics, "best": improved}
 
     def events(self, stop: threading.Event | None = None) -> Iterator[dict]:
+        try:
+            yield from self._events(stop)
+        finally:
+            if self.board is not None:
+                self.board.close()
+
+    def _events(self, stop: threading.Event | None) -> Iterator[dict]:
         cfg, pos = self.cfg, self.pos
         reason = "finished"
         yield {"event": "start", "total_steps": self.total_steps, "steps_per_epoch": self.per_epoch,
                "device": str(self.device), "parameters": sum(p.numel() for p in self.model.parameters()),
                "amp": str(self.amp) if self.amp else None, "resumed_at": pos["step"] if self.resumed else None,
-               "world_size": self.world}
+               "world_size": self.world, "plan": self.plan.to_dict(), "batch_size": cfg.batch_size}
         while pos["step"] < self.total_steps and reason == "finished":
             self.model.train()
             chars_seen, epoch_start = 0, time.monotonic()
             batches = self.train_data.batch_indices(cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + pos["epoch"])
+            due = False
             while pos["batch"] < len(batches) and pos["step"] < self.total_steps:
                 stopping, out_of_time = distributed.agree(
                     self.device, stop is not None and stop.is_set(),
@@ -252,11 +402,18 @@ class Trainer:
                 if pos["step"] % cfg.log_every == 0 or pos["step"] == 1:
                     self.log({"kind": "step", **figures, "time": self.elapsed()})
                 yield {"event": "step", **{k: v for k, v in figures.items() if k != "grad_norm"}}
+                if not self.legacy and pos["step"] % self.plan.valid_every == 0:
+                    due = True
+                    break
             if reason == "interrupted":
                 # no validation: save at once, so that resuming gives the uninterrupted run's weights
                 self.save("last.safetensors", {"epoch": pos["epoch"], "step": pos["step"], "interrupted": True})
                 self.save_resume()
                 break
+            if not (self.legacy or due or reason != "finished" or pos["step"] >= self.total_steps):
+                pos["epoch"] += 1                  # an epoch ended between two planned validations
+                pos["batch"] = 0
+                continue
             metrics = self.validate()
             if not metrics["best"] and cfg.patience is not None and pos["stale"] >= cfg.patience:
                 reason = "early stop"

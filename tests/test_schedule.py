@@ -1,0 +1,91 @@
+"""The training budget and its schedules: warm-up, decay to a floor, beta reaching its final value, and the
+earlier behaviour kept under --lr-schedule constant."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from words import WORDS
+
+from textvae.data import EncodedItems
+from textvae.model import ModelConfig, TextVAE
+from textvae.objective import KLSchedule, planned
+from textvae.schedule import MIN_STEPS, learning_rate, plan
+from textvae.tokenizer import CharTokenizer
+from textvae.train import TrainConfig, train
+
+ITEMS = [w + s for w in WORDS[:25] for s in ("", "s", "ed", "ing")]
+
+
+@pytest.mark.parametrize("shape", ["cosine", "linear"])
+def test_learning_rate_warms_up_then_decays_to_its_floor(shape):
+    lrs = [learning_rate(shape, 1e-3, t, 1000, 100, 0.1) for t in range(1001)]
+    assert lrs[0] == pytest.approx(1e-5) and lrs[99] == pytest.approx(1e-3)          # linear warm-up to the peak
+    assert all(a < b for a, b in zip(lrs[:99], lrs[1:100]))
+    assert all(a >= b for a, b in zip(lrs[100:], lrs[101:]))                          # then never rises
+    assert lrs[1000] == pytest.approx(1e-4) and min(lrs[100:]) == pytest.approx(1e-4)  # the floor, at the end
+    mid = lrs[550]
+    assert mid == pytest.approx(0.55e-3, rel=0.02)                                    # half-way down at mid-decay
+    assert learning_rate("constant", 1e-3, 500, 1000, 100, 0.1) == 1e-3
+
+
+def test_budget_from_steps_epochs_minutes_and_the_default():
+    assert plan(50, "cpu", "cosine", None, 700, None, None).total_steps == 700
+    assert plan(50, "cpu", "cosine", 3, None, None, None).total_steps == 150
+    timed = plan(50, "cpu", "cosine", None, None, 1.0, None, step_s=0.1, valid_s=1.0)
+    assert 450 < timed.total_steps < 600 and timed.estimate_s <= 60
+    small = plan(50, "cpu", "cosine", None, None, None, None, step_s=0.001, valid_s=0.01)
+    assert small.total_steps == MIN_STEPS and "small corpus" in small.why
+    huge = plan(100_000, "cpu", "cosine", None, None, None, None, step_s=0.5, valid_s=30.0)
+    assert huge.estimate_s <= 15 * 60 and "limit" in huge.why and huge.total_steps < 100_000
+    assert plan(50, "cpu", "constant", None, None, None, None).total_steps == 500           # the earlier 10 epochs
+    for p in (small, huge):
+        assert 9 <= p.total_steps / p.valid_every <= 21 and p.lr_warmup <= 500
+    assert timed.valid_every == 100                    # never more often than every 100 steps
+
+
+@pytest.mark.parametrize("kind", ["linear", "logistic", "cyclical"])
+def test_kl_warm_up_fitted_to_the_budget_reaches_its_final_value(kind):
+    fitted = planned(KLSchedule(kind, warmup=2000, beta_max=0.8), total_steps=300)
+    betas = [fitted(t) for t in range(300)]
+    assert betas[0] < 0.8 and betas[-1] == 0.8
+    if kind != "cyclical":
+        assert all(b == 0.8 for b in betas[150:])                 # warm-up within half the budget, then held
+
+
+def _run(tmp_path, items=ITEMS, **cfg):
+    tok = CharTokenizer.fit(items)
+    torch.manual_seed(0)
+    model = TextVAE(ModelConfig(tok.vocab_size, embed_dim=16, hidden_dim=32, latent_dim=8))
+    config = TrainConfig(batch_size=16, recon_items=20, device="cpu", log_every=1, **cfg)
+    return list(train(model, tok, EncodedItems(items[:-12], tok), EncodedItems(items[-12:], tok), config, tmp_path))
+
+
+def test_a_tiny_run_follows_its_planned_schedule(tmp_path):
+    events = _run(tmp_path, max_steps=60, kl_warmup=10_000, lr=1e-2, lr_floor=0.1, beta=0.5)
+    steps = [e for e in events if e["event"] == "step"]
+    assert len(steps) == 60 and events[-1]["reason"] == "finished"
+    lrs = [e["lr"] for e in steps]
+    peak = lrs.index(max(lrs))
+    assert max(lrs) == pytest.approx(1e-2) and 0 < peak < 10
+    assert lrs[-1] == pytest.approx(1e-3, rel=0.05)
+    assert steps[-1]["beta"] == 0.5 and steps[0]["beta"] < 0.5       # the 10,000-step warm-up was fitted to 60 steps
+    valids = [e for e in events if e["event"] == "valid"]
+    assert [v["step"] for v in valids] == [60]                       # a short run validates at its end
+
+
+def test_constant_schedule_reproduces_the_earlier_numbers(tmp_path):
+    """tests/data/constant_schedule.json was written by textvae before planned schedules (commit 3635a6b), with
+    the same run; under --lr-schedule constant the losses must be the same (on one machine, bit for bit:
+    benchmarks/golden.py checks that; here within float noise of other CPUs)."""
+    want = json.loads((Path(__file__).parent / "data" / "constant_schedule.json").read_text())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        events = _run(tmp_path, want["items"], epochs=3, kl_warmup=10, lr_schedule="constant")
+    finally:
+        torch.set_num_threads(threads)
+    got = [e["loss"] for e in events if e["event"] == "step"]
+    assert got == pytest.approx(want["losses"], rel=1e-5)
+    assert [e["nll_elbo"] for e in events if e["event"] == "valid"] == pytest.approx(want["valid_nll_elbo"], rel=1e-5)
