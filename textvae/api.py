@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,10 @@ from .model import TextVAE, reparameterize
 from .tokenizer import CharTokenizer
 
 DEFAULT_GUIDANCE = 1.0      # classifier-free guidance weight for conditional models trained with label dropout
+
+
+class TextTooLong(ValueError):
+    """A text longer than the model's training length limit."""
 
 
 class Model:
@@ -35,6 +39,7 @@ class Model:
         self.run = run or RunInfo()
         self.path = path
         self.labels: list[str] = list(self.run.labels)   # a conditional model's label names
+        self.truncate = False     # texts over `max_len`: refused (ValueError), or cut to it when True
 
     @property
     def conditional(self) -> bool:
@@ -69,6 +74,23 @@ class Model:
         longest = self.run.longest_item
         return int(longest) + 10 if longest else 128
 
+    @property
+    def max_len(self) -> int:
+        """The longest text the model encodes: its training length limit (items longer were left out)."""
+        return int(self.run.data.max_len or max(self.run.longest_item or 0, 256))
+
+    def fit_lengths(self, texts: list[str]) -> list[str]:
+        """`texts` checked against `max_len`: cut to it when `self.truncate`, else a ValueError naming it."""
+        limit = self.max_len
+        long = [i for i, t in enumerate(texts) if len(t) > limit]
+        if not long:
+            return texts
+        if not self.truncate:
+            i, n = long[0], len(long)
+            raise TextTooLong(f"{'a text has' if n == 1 else f'{n:,} texts have'} more characters than this model's "
+                              f"limit of {limit:,} (text {i + 1}: {len(texts[i]):,}); --truncate cuts them to it")
+        return [t[:limit] for t in texts]
+
     def _generator(self, seed: int | None) -> torch.Generator | None:
         if seed is None:
             return None
@@ -86,7 +108,7 @@ class Model:
         A conditional model needs the texts' labels (one name, or one per text)."""
         if isinstance(texts, str):
             texts = [texts]
-        texts = list(texts)
+        texts = self.fit_lengths(list(texts))
         y_all = self.label_ids(labels, len(texts))
         mus = np.zeros((len(texts), self.latent_dim), dtype=np.float32)
         logvars = np.zeros_like(mus)
@@ -107,7 +129,7 @@ class Model:
 
     @torch.no_grad()
     def decode(self, z, decoding: Decoding | None = None, seed: int | None = None, labels=None,
-               batch_size: int = 4096, **options) -> list[str]:
+               batch_size: int = 4096, noise_width: int = 0, **options) -> list[str]:
         """Text for each code in z (N, Z), greedily unless `decoding` says otherwise.
 
         A conditional model decodes under `labels` (one name, or one per code), steered towards them by
@@ -121,7 +143,7 @@ class Model:
         guidance = self.resolve_guidance(d.guidance)
         if guidance:
             code = self._beside_unlabelled(code, z)
-        return self._decode_codes(code, d, seed, batch_size, guidance)
+        return self._decode_codes(code, d, seed, batch_size, guidance, noise_width)
 
     def _beside_unlabelled(self, code: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Each code followed by the same z under the "no label" id: what `decode.Guided` reads, (N, 2 * code)."""
@@ -145,7 +167,7 @@ class Model:
 
     @torch.no_grad()
     def _decode_codes(self, code: torch.Tensor, d: Decoding, seed: int | None = None, batch_size: int = 4096,
-                      guidance: float = 0.0) -> list[str]:
+                      guidance: float = 0.0, noise_width: int = 0) -> list[str]:
         """Text for each conditioned code (N, code); with guidance, each code is followed by the same z
         under the "no label" id (N, 2 * code)."""
         code = code.to(self.device)
@@ -156,7 +178,7 @@ class Model:
         net = Guided(self.model, guidance) if guidance else self.model
         texts = []
         for start in range(0, len(code), batch_size):
-            ids = decode(net, code[start:start + batch_size], d, max_len, gen)
+            ids = decode(net, code[start:start + batch_size], d, max_len, gen, noise_width)
             texts.extend(self.tokenizer.decode(row) for row in ids.tolist())
         return texts
 
@@ -173,11 +195,28 @@ class Model:
                  radius: float = 1.0, label=None, near_label=None, **options) -> list[str]:
         """`n` new items: codes drawn from the prior N(0, I) (or around `near`'s posterior), then decoded
         (by sampling unless `decoding` says otherwise); a conditional model decodes them under `label`
-        (one name, or one per item)."""
+        (one name, or one per item). The same as joining what `iter_generate` yields."""
+        return [text for block in self.iter_generate(n, decoding, seed, near, radius, label, near_label, **options)
+                for text in block]
+
+    def iter_generate(self, n: int, decoding: Decoding | None = None, seed: int | None = None,
+                      near: str | None = None, radius: float = 1.0, label=None, near_label=None,
+                      **options) -> Iterator[list[str]]:
+        """`generate`, a block of at most `BLOCK` items at a time, so that memory stays flat however large `n`
+        is and the first items come at once. Each block draws its codes and its sampling noise from its own
+        seed, made from `seed` and the block's number: with a seed, the first k items are the same for every
+        n >= k."""
         d = self.setting(decoding, "sample", **options)
-        z = (self.sample_near(near, n, radius, seed, label=near_label or label) if near is not None
-             else self.sample_prior(n, seed))
-        return self.decode(z, d, seed=None if seed is None else seed + 1, labels=label)
+        base = seed if seed is not None else int(torch.randint(2**62, ()))
+        if near is not None:
+            mu, logvar = (torch.as_tensor(x) for x in self.encode([near], return_logvar=True,
+                                                                   labels=near_label or label))
+        for b, start in enumerate(range(0, n, BLOCK)):
+            m = min(BLOCK, n - start)
+            eps = torch.randn((BLOCK, self.latent_dim), generator=torch.Generator().manual_seed(_mix(base, b, 0)))[:m]
+            z = eps if near is None else reparameterize(mu, logvar, eps=radius * eps)
+            labels = label if label is None or isinstance(label, str) else list(label)[start:start + m]
+            yield self.decode(z, d, seed=_mix(base, b, 1), labels=labels, noise_width=BLOCK)
 
     def reconstruct(self, texts: Sequence[str], decoding: Decoding | None = None, seed: int | None = None,
                     label=None, to_label=None, **options) -> list[str]:
@@ -203,8 +242,8 @@ class Model:
         a, b: texts (their posterior means are used) or codes. `unique` drops a step identical to the one
         before it. A conditional model keeps `label` along the path, or with `label_b` moves the label
         embedding from one label to the other as well."""
-        if steps < 2:
-            raise ValueError("steps must be at least 2")
+        if not 2 <= steps <= MAX_PATH_STEPS:
+            raise ValueError(f"steps must be between 2 and {MAX_PATH_STEPS:,}")
         d = self.setting(decoding, **options)
         la, lb = label, label_b if label_b is not None else label
         za, zb = (torch.as_tensor(self.encode([x], labels=lab)[0]) if isinstance(x, str)
@@ -225,22 +264,28 @@ class Model:
         return texts
 
 
-def save_codes(path: Path, texts: Sequence[str], mu: np.ndarray, logvar: np.ndarray | None = None) -> None:
-    """Codes to a file: .npy (an array N x Z; the log-variances beside it in NAME.logvar.npy) or .jsonl
-    (one {"text", "mu"[, "logvar"]} object per line)."""
+MAX_PATH_STEPS = 1000       # points on an interpolation path, at most
+MAX_DECODE_LEN = 100_000    # characters of one decoded item, at most
+BLOCK = 256     # items generated together: each block has its own seed (`Model.iter_generate`)
+
+
+def _mix(seed: int, block: int, stream: int) -> int:
+    """A seed for one block and one use (codes, sampling noise), from the user's seed."""
+    return (seed * 1_000_003 + block * 2 + stream) % (2**63 - 1)
+
+
+def write_codes(f, texts: Sequence[str], mu: np.ndarray, logvar: np.ndarray | None = None, fmt: str = "npy") -> None:
+    """Codes into the binary file `f`: "npy", the array of means (N x Z); or "jsonl", one {"text", "mu"[,
+    "logvar"]} object per line."""
     import json
-    path = Path(path)
-    if path.suffix == ".npy":
-        np.save(path, mu)
-        if logvar is not None:
-            np.save(path.with_suffix(".logvar.npy"), logvar)
+    if fmt == "npy":
+        np.save(f, mu)
         return
-    with open(path, "w", encoding="utf-8") as f:
-        for i, text in enumerate(texts):
-            rec = {"text": text, "mu": [round(float(x), 6) for x in mu[i]]}
-            if logvar is not None:
-                rec["logvar"] = [round(float(x), 6) for x in logvar[i]]
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    for i, text in enumerate(texts):
+        rec = {"text": text, "mu": [round(float(x), 6) for x in mu[i]]}
+        if logvar is not None:
+            rec["logvar"] = [round(float(x), 6) for x in logvar[i]]
+        f.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def load(path, device: str = "cpu") -> Model:

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import __version__, distributed
+from .api import TextTooLong
 from . import options as opt
 from .checkpoint import CheckpointError
 from .data import DataConfig, DataError
@@ -52,8 +53,11 @@ class Group(click.Group):
             fail(_plain(e.format_message()) + ctx_hint, e.exit_code)
         except click.exceptions.Abort:
             fail("aborted", 130)
-        except (UserError, DataError, CheckpointError, RunError, TrainingError) as e:
+        except (UserError, DataError, CheckpointError, RunError, TrainingError, TextTooLong) as e:
             fail(_plain(str(e)))
+        except BrokenPipeError:           # the reader went away (`textvae generate | head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except KeyboardInterrupt:
             fail("interrupted", 130)
         except MemoryError:
@@ -111,8 +115,13 @@ def _check_nonempty(texts) -> None:
             raise UserError("empty text: give at least one character")
 
 
-def _check_texts(m, texts) -> None:
+def _check_texts(m, texts, truncate: bool = False) -> None:
     _check_nonempty(texts)
+    m.truncate = truncate
+    long = sum(len(t) > m.max_len for t in texts)
+    if long and truncate:
+        err.print(f"[yellow]warning:[/] {long:,} text{'s' if long > 1 else ''} cut to the model's limit of "
+                  f"{m.max_len:,} characters")
     unknown = m.unknown_chars(texts)
     if unknown:
         shown = " ".join(repr(c) for c in sorted(unknown)[:10])
@@ -300,12 +309,45 @@ def _prepared(model_path, opts: dict, default: str, texts=(), labels=()):
     """The model, its decoding setting and seed, after the checks every decoding command makes."""
     _check_nonempty(texts)
     seed = opts.pop("seed")
+    truncate = opts.pop("truncate", False)
     dec = _decoding(opts, default)
     m = _load(model_path)
     _label_check(m, *labels, guidance=dec.guidance)
-    if texts:
-        _check_texts(m, texts)
+    _check_texts(m, texts, truncate)
     return m, dec, seed
+
+
+def _echo(text: str) -> None:
+    """A line (or lines) to stdout; a full disk or a closed output is one clear line, not a traceback."""
+    try:
+        click.echo(text)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise UserError(f"cannot write the output: {e.strerror or e}") from None
+
+
+def _write_file(path: Path, write) -> None:
+    """`write(f)` into a temporary file beside `path`, then renamed over it: a missing directory, a read-only
+    file or a full disk is one line naming the path, and no partial file stays."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {path}: there is no directory {path.parent}")
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a directory")
+    if path.exists() and not path.stat().st_mode & 0o222:
+        raise UserError(f"cannot write {path}: the file is read-only")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # ---------------------------------------------------------------------------- generate
@@ -318,9 +360,11 @@ def _prepared(model_path, opts: dict, default: str, texts=(), labels=()):
 def generate(model_path, num, near, radius, stats, label, **opts):
     """Sample new items: codes from the prior (or near a text), decoded one per line."""
     m, dec, seed = _prepared(model_path, opts, "sample", [near] if near is not None else [], [label])
-    texts = m.generate(num, dec, seed=seed, near=near, radius=radius, label=label)
-    for text in texts:
-        click.echo(text)
+    texts: list[str] = []                           # the first STATS_ITEMS, for --stats
+    for block in m.iter_generate(num, dec, seed=seed, near=near, radius=radius, label=label):
+        _echo("\n".join(block))
+        if stats and len(texts) < STATS_ITEMS:
+            texts.extend(block[:STATS_ITEMS - len(texts)])
     if stats:
         from .data import training_items
         from .metrics import sample_report
@@ -328,20 +372,39 @@ def generate(model_path, num, near, radius, stats, label, **opts):
         r = sample_report(texts, train_items or set())
         novelty = (f"{r['new']:.1%} new, {r['copied']:.1%} copies of training items; " if train_items is not None
                    else "training corpus not found, novelty unknown; ")
-        err.print(f"{len(texts)} samples: {novelty}{r['duplicates']:.1%} duplicates; "
+        err.print(f"{len(texts):,} samples{' (the first)' if num > len(texts) else ''}: {novelty}{r['duplicates']:.1%} duplicates; "
                   f"distinct-1 {r['distinct_1']:.3f}, distinct-2 {r['distinct_2']:.3f}; mean length {r['mean_length']:.1f}")
 
 
 # ---------------------------------------------------------------------------- reconstruct, encode
 
-def _texts_from(texts, file) -> list[str]:
-    from .data import read_corpus
-    items = list(texts)
-    if file:
-        items += read_corpus(file).items
-    if not items:
-        raise UserError("nothing to read: give texts, or --file FILE")
-    return items
+STATS_ITEMS = 100_000       # generate --stats judges at most this many samples (the first)
+CHUNK = 512                 # reconstruct reads, checks and prints --file items this many at a time
+
+
+def _chunks_from(texts, file, m, truncate: bool):
+    """The texts, then --file's lines, CHUNK at a time, read lazily and checked against the model's length
+    limit line by line (a line over it is an error naming it, or cut with --truncate)."""
+    from .data import iter_items
+    if texts:
+        yield list(texts)
+    if not file:
+        return
+    chunk, cut = [], 0
+    for number, text in iter_items(file):
+        if len(text) > m.max_len:
+            if not truncate:
+                raise UserError(f"line {number:,} of {file} has {len(text):,} characters, over this model's limit "
+                                f"of {m.max_len:,}; --truncate cuts such lines to it")
+            text, cut = text[:m.max_len], cut + 1
+        chunk.append(text)
+        if len(chunk) == CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+    if cut:
+        err.print(f"[yellow]warning:[/] {cut:,} lines of {_plain(file)} cut to the model's limit of {m.max_len:,} characters")
 
 
 @cli.command()
@@ -354,10 +417,19 @@ def _texts_from(texts, file) -> list[str]:
 def reconstruct(texts, file, model_path, label, to_label, **opts):
     """Encode each text and decode its posterior mean: input, a tab, then its reconstruction.
     With --label and --to-label, the text is re-written under another label."""
-    items = _texts_from(texts, file)
-    m, dec, seed = _prepared(model_path, opts, "greedy", items, [label, to_label])
-    for a, b in zip(items, m.reconstruct(items, dec, seed=seed, label=label, to_label=to_label)):
-        click.echo(f"{a}\t{b}")
+    if not texts and not file:
+        raise UserError("nothing to read: give texts, or --file FILE")
+    truncate = opts["truncate"]
+    m, dec, seed = _prepared(model_path, opts, "greedy", list(texts), [label, to_label])
+    done = 0
+    for chunk in _chunks_from(texts, file, m, truncate):
+        _check_nonempty(chunk)
+        m.truncate = truncate
+        out = m.reconstruct(chunk, dec, seed=seed, label=label, to_label=to_label)
+        _echo("\n".join(f"{a}\t{b}" for a, b in zip(chunk, out)))
+        done += len(chunk)
+    if not done:
+        raise UserError(f"nothing to read in {file}")
 
 
 @cli.command()
@@ -368,9 +440,10 @@ def reconstruct(texts, file, model_path, label, to_label, **opts):
 @click.option("--column", help="Text column of a table file.")
 @opt.MODEL_OPTION
 @opt.LABEL_OPTION
-def encode(file, out_path, logvar, column, model_path, label):
+@opt.TRUNCATE_OPTION
+def encode(file, out_path, logvar, column, model_path, label, truncate):
     """Posterior means of every item of FILE, in input order."""
-    from .api import save_codes
+    from .api import write_codes
     from .data import read_corpus
     out = Path(out_path)
     if out.suffix not in (".npy", ".jsonl"):
@@ -378,11 +451,21 @@ def encode(file, out_path, logvar, column, model_path, label):
     m = _load(model_path)
     _label_check(m, label)
     items = read_corpus(file, unit=m.run.data.unit, column=column).items
+    m.truncate = truncate
+    long = sum(len(t) > m.max_len for t in items)
+    if long:
+        if not truncate:
+            raise UserError(f"{long:,} items of {file} are longer than this model's limit of {m.max_len:,} "
+                            "characters; --truncate cuts them to it")
+        err.print(f"[yellow]warning:[/] {long:,} items cut to the model's limit of {m.max_len:,} characters")
     unknown = m.unknown_chars(items)
     if unknown:
         err.print(f"[yellow]warning:[/] {len(unknown)} characters never seen in training map to <unk>")
     mu, lv = m.encode(items, return_logvar=True, labels=label)
-    save_codes(out, items, mu, lv if logvar else None)
+    fmt = out.suffix[1:]
+    _write_file(out, lambda f: write_codes(f, items, mu, lv if logvar else None, fmt))
+    if logvar and fmt == "npy":
+        _write_file(out.with_suffix(".logvar.npy"), lambda f: write_codes(f, items, lv))
     err.print(f"wrote {len(items):,} codes of dimension {mu.shape[1]} to {_plain(str(out))}")
 
 
@@ -416,12 +499,13 @@ def interpolate(a, b, model_path, steps, method, unique, random_ends, out_path, 
 def _draw_path(path: Path, texts, fractions) -> None:
     from .render import interpolation_html, interpolation_png
     if path.suffix.lower() == ".html":
-        path.write_text(interpolation_html(texts, fractions), encoding="utf-8")
+        _write_file(path, lambda f: f.write(interpolation_html(texts, fractions).encode("utf-8")))
     else:
         try:
-            interpolation_png(texts, fractions, path)
+            import matplotlib  # noqa: F401
         except ImportError:
             raise UserError("a .png needs matplotlib: pip install 'textvae[plot]' (or use .html)") from None
+        _write_file(path, lambda f: interpolation_png(texts, fractions, f))
     err.print(f"wrote {_plain(str(path))}")
 
 
@@ -474,7 +558,8 @@ def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, 
     if baseline:
         err.print(f"IW-NLL per character: {names[0]} is {100 * results[0]['gap_to_baseline']:+.2f}% against {names[1]}")
     if json_path:
-        Path(json_path).write_text(json.dumps(results if baseline else results[0], indent=2) + "\n")
+        text = json.dumps(results if baseline else results[0], indent=2) + "\n"
+        _write_file(Path(json_path), lambda f: f.write(text.encode("utf-8")))
         err.print(f"wrote {_plain(json_path)}")
 
 
@@ -556,7 +641,7 @@ def bench(no_one_at_a_time, json_path, **opts):
     from .render import bench_table
     Console().print(bench_table(cfg, r))
     if json_path:
-        Path(json_path).write_text(json.dumps(r, indent=2) + "\n")
+        _write_file(Path(json_path), lambda f: f.write((json.dumps(r, indent=2) + "\n").encode("utf-8")))
         err.print(f"wrote {_plain(json_path)}")
 
 

@@ -414,6 +414,26 @@ def _iter_line_chunks(path: Path, encoding: str, errors: str, block: int = 8 * 2
                 return
 
 
+def iter_items(source: str, encoding: str = "utf-8", errors: str = "strict") -> Iterator[tuple[int, str]]:
+    """(line number, item) for each non-blank line of `source`, read a few megabytes at a time (a table file is
+    read whole, as `read_corpus` does); whitespace is folded as in training."""
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"file not found: {source}")
+    if path.is_dir():
+        raise DataError(f"{source} is a directory, not a file")
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        yield from enumerate(read_corpus(source, encoding=encoding, errors=errors).items, 1)
+        return
+    number = 0
+    for lines in _iter_line_chunks(path, encoding, errors):
+        for line in lines:
+            number += 1
+            text = " ".join(line.split())
+            if text:
+                yield number, text
+
+
 def stream_encode(path: str, unit: str = "line", max_len: int | None = None, encoding: str = "utf-8",
                   errors: str = "strict", progress=None) -> dict:
     """Tokenise a large text file once, into memory-mapped id arrays cached by the file's content.

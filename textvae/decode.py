@@ -126,11 +126,23 @@ class Guided:
         return self._mix(self.model.decode_code(self._both(code), torch.cat([inputs, inputs])), code.shape[0])
 
 
+def sample_rows(probs: torch.Tensor, generator: torch.Generator | None = None, width: int = 0) -> torch.Tensor:
+    """One index per row of `probs` (N, V), by the inverse of each row's cumulative distribution at a uniform
+    draw. At least `width` uniforms are drawn per call whatever N, so row i's draw does not depend on how many
+    rows share the batch: decoding the first m codes of a block gives the same items as decoding all of it."""
+    N = probs.shape[0]
+    u = torch.rand((max(width, N),), generator=generator, device=probs.device)[:N]
+    cdf = probs.float().cumsum(dim=-1)                                       # (N, V)
+    idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
+    return idx.clamp(max=probs.shape[1] - 1)
+
+
 @torch.no_grad()
 def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: bool = True,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, noise_width: int = 0) -> torch.Tensor:
     """Decode codes z (N, code) into ids (N, max_len), padded with <pad> after each <eos>.
+    Sampling draws `noise_width` uniforms per step at least (see `sample_rows`).
 
     For a conditional model, z is the conditioned code, `model.condition(z, labels)`."""
     N = z.shape[0]
@@ -146,7 +158,7 @@ def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: boo
             nxt = logits.argmax(dim=-1)
         else:
             probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
-            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            nxt = sample_rows(probs, generator, noise_width)
         nxt = nxt.masked_fill(done, PAD_ID)
         out[:, t] = nxt
         done |= nxt == EOS_ID
@@ -156,14 +168,15 @@ def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: boo
     return out
 
 
-def decode(net, code: torch.Tensor, d: Decoding, max_len: int,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+def decode(net, code: torch.Tensor, d: Decoding, max_len: int, generator: torch.Generator | None = None,
+           noise_width: int = 0) -> torch.Tensor:
     """Ids (N, max_len) for conditioned codes (N, code) by the strategy of `d`."""
     if d.strategy == "beam":
         return beam_search(net, code, beam=d.beam, max_len=max_len, length_penalty=d.length_penalty,
                            repetition_penalty=d.repetition_penalty)
     return decode_codes(net, code, max_len=max_len, greedy=d.strategy == "greedy", temperature=d.temperature,
-                        top_k=d.top_k, top_p=d.top_p, repetition_penalty=d.repetition_penalty, generator=generator)
+                        top_k=d.top_k, top_p=d.top_p, repetition_penalty=d.repetition_penalty, generator=generator,
+                        noise_width=noise_width)
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ import dataclasses
 import click
 
 from .bench import BenchConfig
+from .api import MAX_DECODE_LEN, MAX_PATH_STEPS
 from .data import UNITS, DataConfig
 from .decode import STRATEGIES, Decoding
 from .model import CELLS, ModelConfig
@@ -137,6 +138,9 @@ def _d(name):
     return _default(Decoding, name)
 
 
+TRUNCATE_OPTION = click.option("--truncate", is_flag=True,
+                               help="Cut texts longer than the model's training limit to it (with a warning) "
+                                    "instead of refusing them.")
 DECODING_OPTIONS = [
     click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
                  help="How to pick characters [default: sample for generate, greedy otherwise]."),
@@ -157,7 +161,9 @@ DECODING_OPTIONS = [
                  help="A conditional model trained with label dropout: how hard to steer towards the label "
                       "(classifier-free guidance; 0: none) [default: 1]."),
     click.option("--seed", type=int, help="Seed: the same seed prints the same items."),
-    click.option("--max-len", type=click.IntRange(1), help="Longest item, in characters [default: from the training data]."),
+    click.option("--max-len", type=click.IntRange(1, MAX_DECODE_LEN),
+                 help="Longest item, in characters [default: from the training data]."),
+    TRUNCATE_OPTION,
 ]
 decoding_options = options(*DECODING_OPTIONS)
 
@@ -182,10 +188,11 @@ BENCH_OPTIONS = [
     click.option("--batch-size", type=click.IntRange(1), default=_b("batch_size"), show_default=True),
     click.option("--seq-len", type=click.IntRange(2), default=_b("seq_len"), show_default=True,
                  help="Characters per item, <eos> included."),
-    click.option("--steps", type=click.IntRange(1), default=_b("steps"), show_default=True, help="Timed steps per repeat."),
-    click.option("--repeats", type=click.IntRange(1), default=_b("repeats"), show_default=True,
+    click.option("--steps", type=click.IntRange(1, 10_000), default=_b("steps"), show_default=True,
+                 help="Timed steps per repeat."),
+    click.option("--repeats", type=click.IntRange(1, 100), default=_b("repeats"), show_default=True,
                  help="Timed repeats; figures are medians."),
-    click.option("--generate-n", type=click.IntRange(1), default=_b("generate_n"), show_default=True,
+    click.option("--generate-n", type=click.IntRange(1, 1_000_000), default=_b("generate_n"), show_default=True,
                  help="Items per generation run."),
     click.option("--no-one-at-a-time", is_flag=True, help="Skip the (slow) one-item-per-step loop."),
     click.option("--device", default=_b("device"), show_default=True),
@@ -194,7 +201,8 @@ BENCH_OPTIONS = [
 
 
 GENERATE_OPTIONS = [
-    click.option("-n", "--num", type=click.IntRange(1), default=10, show_default=True, help="How many items."),
+    click.option("-n", "--num", type=click.IntRange(1), default=10, show_default=True,
+                 help="How many items (printed a block at a time as they are made, so any number is fine)."),
     click.option("--near", help="Sample codes around this text's posterior instead of from the prior."),
     click.option("--radius", type=click.FloatRange(0), default=1.0, show_default=True,
                  help="With --near: how many posterior standard deviations to wander."),
@@ -203,7 +211,8 @@ GENERATE_OPTIONS = [
 
 
 INTERPOLATE_OPTIONS = [
-    click.option("--steps", type=click.IntRange(2), default=7, show_default=True, help="Points on the path, endpoints included."),
+    click.option("--steps", type=click.IntRange(2, MAX_PATH_STEPS), default=7, show_default=True,
+                 help="Points on the path, endpoints included."),
     click.option("--method", type=click.Choice(["lerp", "slerp"]), default="lerp", show_default=True,
                  help="Straight line, or great circle (White 2016), between the two codes."),
     click.option("--unique", is_flag=True, help="Drop a step whose text is the same as the step before."),
@@ -217,22 +226,22 @@ INTERPOLATE_OPTIONS = [
 
 EVALUATE_OPTIONS = [
     click.option("--baseline", help="Another model (say, one trained with --lm) to evaluate beside it on the same items."),
-    click.option("--samples", "-k", type=click.IntRange(1), default=100, show_default=True,
+    click.option("--samples", "-k", type=click.IntRange(1, 10_000), default=100, show_default=True,
                  help="Importance samples per item for the IW-NLL bound (Burda et al. 2016)."),
     click.option("--column", help="Text column of a table file."),
     click.option("--unit", type=click.Choice(UNITS), help="Items are lines or words [default: as in training]."),
     click.option("--max-len", type=click.IntRange(1), help="Skip items longer than this [default: as in training]."),
     click.option("--limit", type=click.IntRange(1), help="Use only the first N items."),
-    click.option("--recon-items", type=click.IntRange(0), default=1000, show_default=True,
+    click.option("--recon-items", type=click.IntRange(0, 1_000_000), default=1000, show_default=True,
                  help="Items to reconstruct greedily from their posterior means."),
-    click.option("--num-samples", type=click.IntRange(0), default=1000, show_default=True,
+    click.option("--num-samples", type=click.IntRange(0, 1_000_000), default=1000, show_default=True,
                  help="Samples to draw to judge novelty and diversity."),
     click.option("--train-file", help="Training items, to tell copies from new samples [default: the run's corpus]."),
     click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures to this JSON file."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed for the importance samples and samples."),
     click.option("--label", "label_column",
                  help="Label column of FILE [default: a conditional model's own]: judge whether samples carry labels."),
-    click.option("--per-label", type=click.IntRange(1), default=500, show_default=True,
+    click.option("--per-label", type=click.IntRange(1, 100_000), default=500, show_default=True,
                  help="Samples generated per label to judge a conditional model."),
     click.option("--guidance", type=click.FloatRange(0),
                  help="Guidance of a conditional model's samples (see `generate --help`) [default: the model's]."),
@@ -243,6 +252,7 @@ PLOT_OPTIONS = [
     click.option("--data", "data_path", help="Held-out items to map [default: the run's validation items]."),
     click.option("--column", help="Text column of a table file."),
     click.option("--label", "label_column", help="Colour the map by this column of a table file (default: by length)."),
-    click.option("--limit", type=click.IntRange(2), default=3000, show_default=True, help="Items on the map, at most."),
+    click.option("--limit", type=click.IntRange(2, 100_000), default=3000, show_default=True,
+                 help="Items on the map, at most."),
     click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Where to write the PNGs [default: RUN]."),
 ]

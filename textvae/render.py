@@ -45,7 +45,8 @@ mark {{ background: #ffd54f; }}
 """
 
 
-def interpolation_png(texts: Sequence[str], fractions: Sequence[float], out: Path, title: str = "interpolation") -> Path:
+def interpolation_png(texts: Sequence[str], fractions: Sequence[float], out, title: str = "interpolation"):
+    """The path as a PNG, into `out` (a path or a binary file)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -76,7 +77,7 @@ def interpolation_png(texts: Sequence[str], fractions: Sequence[float], out: Pat
                                                color="#ffd54f", transform=ax.transAxes, zorder=0))
                 ax.text(x0 + (k + 0.5) * char_w, y, ch, fontproperties=font, va="center", ha="center", zorder=1)
                 k += 1
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=120, format="png")
     plt.close(fig)
     return out
 
