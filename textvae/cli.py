@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import __version__, distributed
-from .api import TextTooLong
 from . import options as opt
+from .api import TextTooLong
 from .checkpoint import CheckpointError
 from .data import DataConfig, DataError
 from .decode import Decoding

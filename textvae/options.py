@@ -7,8 +7,8 @@ import dataclasses
 
 import click
 
-from .bench import BenchConfig
 from .api import MAX_DECODE_LEN, MAX_PATH_STEPS
+from .bench import BenchConfig
 from .data import UNITS, DataConfig
 from .decode import STRATEGIES, Decoding
 from .model import CELLS, ModelConfig
