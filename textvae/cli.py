@@ -645,6 +645,37 @@ def bench(no_one_at_a_time, json_path, **opts):
         err.print(f"wrote {_plain(json_path)}")
 
 
+# ---------------------------------------------------------------------------- serve
+
+@cli.command()
+@opt.MODEL_OPTION
+@opt.options(*opt.SERVE_OPTIONS)
+def serve(model_path, host, port, data_path, column, map_items):
+    """Explore the model in a browser: homotopies, codes around a text, samples and a map of held-out items;
+    the page's JSON API is under /api/. Ctrl-C stops."""
+    try:
+        from .serve.app import bind, loopback, run, url
+    except ImportError:
+        raise UserError("textvae serve needs its extra: pip install 'textvae[serve]'") from None
+    from .serve import Explorer
+    m = _load(model_path)
+    if m.model.config.lm:
+        raise UserError("a language model has no codes to explore: serve a VAE")
+    explorer = Explorer.open(m, data_path, column, map_items)
+    if explorer.note:
+        err.print(f"[yellow]note:[/] {_plain(explorer.note)} (--data FILE gives the map its items)")
+    try:
+        sock = bind(host, port)
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    if not loopback(host):
+        err.print(f"[bold red]warning: listening on {_plain(host)}, not on a loopback address: anyone who can "
+                  "reach this machine can use the model[/]")
+    err.print(f"serving {_plain(str(m.path))} (Ctrl-C stops)")
+    _echo(url(sock))
+    run(explorer, sock)
+
+
 def main():
     cli(prog_name="textvae")
 

@@ -15,6 +15,7 @@ from .model import CELLS, ModelConfig
 from .objective import SCHEDULES
 from .runs import WARM_FREE_BITS
 from .schedule import DEFAULT_EPOCHS, DEFAULT_MINUTES, LR_SCHEDULES, MIN_STEPS
+from .serve import MAP_ITEMS, MAX_MAP_ITEMS
 from .train import TrainConfig
 
 
@@ -255,4 +256,16 @@ PLOT_OPTIONS = [
     click.option("--limit", type=click.IntRange(2, 100_000), default=3000, show_default=True,
                  help="Items on the map, at most."),
     click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Where to write the PNGs [default: RUN]."),
+]
+
+
+SERVE_OPTIONS = [
+    click.option("--host", default="127.0.0.1", show_default=True,
+                 help="Address to listen on; any but a loopback address lets other machines use the model."),
+    click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+                 help="Port to listen on (0: any free one)."),
+    click.option("--data", "data_path", help="Held-out items for the map [default: the run's validation items]."),
+    click.option("--column", help="Text column of a table file given with --data."),
+    click.option("--map-items", type=click.IntRange(2, MAX_MAP_ITEMS), default=MAP_ITEMS, show_default=True,
+                 help="Items on the map, at most."),
 ]
