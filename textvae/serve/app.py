@@ -152,7 +152,7 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = None)
     app = Starlette(routes=routes, exception_handlers={BadRequest: _refused, HTTPException: _http_error,
                                                       Unavailable: _unavailable, Exception: _unexpected})
     app.add_middleware(Guard, allowed_hosts=allowed_hosts)
-    app.state.worker = worker
+    app.state.worker, app.state.explorer = worker, explorer
     return app
 
 

@@ -142,7 +142,8 @@ class Query:
     def done(self) -> None:
         unknown = sorted(set(self.body) - self.asked)
         if unknown:
-            raise BadRequest(f"unknown field {_shown(unknown[0])}; this route reads {', '.join(sorted(self.asked))}")
+            fields = ", ".join(sorted(self.asked)) or "none"
+            raise BadRequest(f"unknown field {_shown(unknown[0])}; the fields of this route: {fields}")
 
 
 def _kind(value) -> str:
