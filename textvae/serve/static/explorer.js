@@ -8,7 +8,7 @@ const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
 
 const $ = (id) => document.getElementById(id);
-const state = {info: null, map: null, path: null, picks: 0, marker: null, view: null};
+const state = {info: null, map: null, path: null, picks: 0, picked: {}, marker: null, view: null};
 
 async function api(route, body) {
   const init = body === undefined ? {} :
@@ -231,6 +231,17 @@ function drawMap() {
     ctx.fill();
   }
   ctx.globalAlpha = 1;
+  ctx.font = "bold 12px system-ui, sans-serif";
+  for (const [end, i] of Object.entries(state.picked)) {       // the points chosen as A and B
+    const [px, py] = state.view.toScreen(m.x[i], m.y[i]);
+    ctx.strokeStyle = "#000";
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    ctx.arc(px, py, 6, 0, 2 * Math.PI);
+    ctx.stroke();
+    ctx.fillStyle = "#000";
+    ctx.fillText(end, px + 8, py - 6);
+  }
   if (state.marker) {
     const [px, py] = state.view.toScreen(...state.marker);
     ctx.strokeStyle = "#000";
@@ -312,19 +323,21 @@ async function mapClick(event) {
 function pick(i) {
   const end = state.picks % 2 === 0 ? "a" : "b", m = state.map;
   state.picks += 1;
+  state.picked[end.toUpperCase()] = i;
+  drawMap();
   $(`hom-${end}`).value = m.texts[i];
   if (m.labels) $(end === "a" ? "hom-label" : "hom-label-b").value = m.labels[i];
   $("map-readout").textContent = `${end.toUpperCase()} ← ${m.texts[i]}` +
     (end === "b" ? " (press Interpolate in the homotopy panel)" : "; click another point for B");
 }
 
-// For scripts and tests: where point i of the map is drawn, in page pixels.
-function pointOnPage(i) {
+// For scripts and tests: where point i of the map is drawn, in the window's pixels (as mouse events count them).
+function pointInWindow(i) {
   const r = $("map-canvas").getBoundingClientRect(), [x, y] = state.view.toScreen(state.map.x[i], state.map.y[i]);
-  return [r.left + window.scrollX + x, r.top + window.scrollY + y];
+  return [r.left + x, r.top + y];
 }
 
-window.explorer = {state, pointOnPage};
+window.explorer = {state, pointInWindow};
 
 document.addEventListener("DOMContentLoaded", () => {
   $("hom-form").addEventListener("submit", runHomotopy);
