@@ -1,9 +1,11 @@
 """`textvae serve` in a real browser: headless Chromium (Debian's package) driven by Playwright loads the page, runs
 a homotopy, moves its slider, clicks the map, and checks what the page shows against what the JSON API answers.
 
-Slow: each test starts the command line's server in a subprocess. To take the README's screenshots from a real
-model: TEXTVAE_SERVE_MODEL=runs/words_en TEXTVAE_SCREENSHOTS=docs pytest tests/test_serve_browser.py
-(TEXTVAE_SERVE_DATA names the map's items when the run's own are not at hand).
+Slow: the fixtures start the command line's server in a subprocess. The README's screenshots come from real runs
+(their validation items at hand, so from the repository root), written into docs/ by:
+
+    TEXTVAE_SERVE_MODEL=runs/words_en TEXTVAE_SERVE_TEXTS="sunshine|thunderstorm" \
+    TEXTVAE_SERVE_CONDITIONAL=runs/names TEXTVAE_SCREENSHOTS=docs pytest tests/test_serve_browser.py
 """
 
 import json
@@ -84,6 +86,11 @@ def words_server(trained_run, tiny_corpus):
 def conditional_server(tmp_path_factory):
     """An untrained conditional model with a "no label" id (so it takes guidance), and labelled items for its
     map: the browser test checks the page's wiring, not the model's quality."""
+    if "TEXTVAE_SERVE_CONDITIONAL" in os.environ:
+        server = Server("--model", os.environ["TEXTVAE_SERVE_CONDITIONAL"])
+        yield server
+        server.stop()
+        return
     folder = tmp_path_factory.mktemp("conditional")
     rng = random.Random(0)
     rows = [(w, "fruit" if i % 2 else "water") for i, w in enumerate(rng.sample(WORDS, len(WORDS)))]
@@ -143,7 +150,7 @@ def test_the_page_runs_a_homotopy_moves_its_slider_and_clicks_the_map(page, word
     expect(page.locator("#model-info")).to_contain_text("codes of")
 
     # homotopy: two texts, seven rows, changed characters highlighted, endpoint fidelity
-    a, b = "the food was great", "the service was slow"
+    a, b = os.environ.get("TEXTVAE_SERVE_TEXTS", "the food was great|the service was slow").split("|")
     page.fill("#hom-a", a)
     page.fill("#hom-b", b)
     page.click("#hom-run")
@@ -223,37 +230,40 @@ def test_the_page_runs_a_homotopy_moves_its_slider_and_clicks_the_map(page, word
 def test_a_conditional_model_shows_labels_guidance_and_label_transfer(page, conditional_server, tmp_path):
     expect = playwright.expect
     server = conditional_server
+    labels = server.call("info")["labels"]
     page.goto(server.url)
-    expect(page.locator("#model-info")).to_contain_text("labels: fruit, water")
+    expect(page.locator("#model-info")).to_contain_text(f"labels: {', '.join(labels)}")
     expect(page.locator("#transfer")).to_be_visible()
     expect(page.locator("#sample-label")).to_be_visible()
     expect(page.locator("#samples .guidance")).to_be_visible()
 
-    page.select_option("#sample-label", "water")
+    page.select_option("#sample-label", labels[1])
     page.fill("#samples .guidance", "2")
     page.click("#sample-run")
-    samples = server.call("sample", {"n": 10, "seed": 1, "label": "water", "guidance": 2})["texts"]
+    samples = server.call("sample", {"n": 10, "seed": 1, "label": labels[1], "guidance": 2})["texts"]
     expect(page.locator("#sample-list li")).to_have_text(samples)
 
-    page.fill("#transfer-text", "apple")
-    page.select_option("#transfer-label", "fruit")
-    page.select_option("#transfer-to", "water")
-    page.click("#transfer-run")
-    out = server.call("reconstruct", {"text": "apple", "label": "fruit", "to_label": "water"})["text"]
-    expect(page.locator("#transfer-out")).to_have_text(f"as water: {out}")
-
-    # the map is coloured by label, and a clicked point brings its label to the homotopy
-    expect(page.locator("#map-legend .key")).to_have_text(["fruit", "water"])
-    labels = page.evaluate("explorer.state.map.labels")
+    # the map is coloured by label, and a clicked point brings its text and label to the homotopy
+    expect(page.locator("#map-legend .key")).to_have_text(labels)
+    texts, their = page.evaluate("[explorer.state.map.texts, explorer.state.map.labels]")
     page.locator("#map-canvas").scroll_into_view_if_needed()
     positions = page.evaluate("explorer.state.map.texts.map((_, i) => explorer.pointInWindow(i))")
-    (i,) = isolated_points(positions, 1)
+    i, j = isolated_points(positions, 2)
     page.mouse.click(*positions[i])
-    expect(page.locator("#hom-label")).to_have_value(labels[i])
-    page.fill("#hom-b", "river")
-    page.select_option("#hom-label-b", "water")
+    page.mouse.click(*positions[j])
+    expect(page.locator("#hom-label")).to_have_value(their[i])
+    expect(page.locator("#hom-label-b")).to_have_value(their[j])
     page.click("#hom-run")
     expect(page.locator("#hom-rows tr")).to_have_count(7)
+
+    # label transfer: that item re-written under the other label
+    other = next(y for y in labels if y != their[i])
+    page.fill("#transfer-text", texts[i])
+    page.select_option("#transfer-label", their[i])
+    page.select_option("#transfer-to", other)
+    page.click("#transfer-run")
+    out = server.call("reconstruct", {"text": texts[i], "label": their[i], "to_label": other})["text"]
+    expect(page.locator("#transfer-out")).to_have_text(f"as {other}: {out}")
     shoot(page, "transfer", tmp_path)
     assert page.errors == []
 

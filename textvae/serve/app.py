@@ -32,6 +32,7 @@ log = logging.getLogger("textvae.serve")
 
 
 # ---------------------------------------------------------------------------- routes: check, then a job
+# Each route reads and checks its fields here, on the event loop, and returns the work for the model's thread.
 
 def interpolate(x: Explorer, q: Query):
     a, b = q.text("a"), q.text("b")
