@@ -77,6 +77,8 @@ def test_reconstruction_and_sample_reports():
     assert edit_distance("kitten", "sitting") == 3 and edit_distance("", "abc") == 3
     r = reconstruction_report(["abc", "abd"], ["abc", "abx"])
     assert r["exact"] == 0.5 and r["edit_distance"] == 0.5 and r["char_accuracy"] == pytest.approx(5 / 6)
+    shifted = reconstruction_report(["the film is good ."], ["a the film is good ."])   # edits, not positions
+    assert shifted["char_accuracy"] == pytest.approx(1 - 2 / 18)
     s = sample_report(["apple", "zzz", "zzz", "pear"], {"apple", "pear"})
     assert s["copied"] == 0.5 and s["new"] == 0.5 and s["duplicates"] == 0.25
     assert 0 < s["distinct_2"] <= 1

@@ -70,9 +70,19 @@ class Model:
 
     @property
     def default_max_len(self) -> int:
-        """Longest item worth decoding: a little over the longest training item, if known."""
+        """Longest item worth decoding: the longest training item, if known: nothing longer is sensible."""
         longest = self.run.longest_item
-        return int(longest) + 10 if longest else 128
+        return int(longest) if longest else 128
+
+    @property
+    def words(self):
+        """The training text's words (a metrics.WordSet), when the checkpoint carries them."""
+        if self.run.words is None:
+            return None
+        if getattr(self, "_words", None) is None:
+            from .metrics import WordSet
+            self._words = WordSet.from_dict(self.run.words)
+        return self._words
 
     @property
     def max_len(self) -> int:
@@ -127,15 +137,18 @@ class Model:
         """`decoding` (or the default strategy's setting) with the keyword `options` applied."""
         return (decoding or Decoding(strategy=default_strategy)).but(**options)
 
+    # reconstruct, interpolate and analogy search for the likeliest text of a code: length-normalised beam search
+    READ_OUT = "beam"
+
     @torch.no_grad()
     def decode(self, z, decoding: Decoding | None = None, seed: int | None = None, labels=None,
                batch_size: int = 4096, noise_width: int = 0, **options) -> list[str]:
-        """Text for each code in z (N, Z), greedily unless `decoding` says otherwise.
+        """Text for each code in z (N, Z): the likeliest, by beam search, unless `decoding` says otherwise.
 
         A conditional model decodes under `labels` (one name, or one per code), steered towards them by
         `guidance` (see `decode.Guided`): by default `DEFAULT_GUIDANCE` for a model trained with label
         dropout, 0 (none) otherwise."""
-        d = self.setting(decoding, **options)
+        d = self.setting(decoding, self.READ_OUT, **options)
         z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
         if z.dim() == 1:
             z = z.unsqueeze(0)
@@ -220,19 +233,20 @@ class Model:
 
     def reconstruct(self, texts: Sequence[str], decoding: Decoding | None = None, seed: int | None = None,
                     label=None, to_label=None, **options) -> list[str]:
-        """Decode each text's posterior mean (greedily unless told otherwise). A conditional model
+        """Decode each text's posterior mean (by beam search unless told otherwise). A conditional model
         encodes under `label` and decodes under `to_label` (default: the same): label transfer."""
         if isinstance(texts, str):
             texts = [texts]
         z = self.encode(texts, labels=label)
-        return self.decode(z, self.setting(decoding, **options), seed=seed,
+        return self.decode(z, self.setting(decoding, self.READ_OUT, **options), seed=seed,
                            labels=to_label if to_label is not None else label)
 
     def analogy(self, a: str, b: str, c: str, decoding: Decoding | None = None, seed: int | None = None,
                 label=None, **options) -> str:
         """Latent arithmetic: decode z_b - z_a + z_c ("a is to b as c is to ?")."""
         mu = self.encode([a, b, c], labels=label)
-        return self.decode(mu[1] - mu[0] + mu[2], self.setting(decoding, **options), seed=seed, labels=label)[0]
+        return self.decode(mu[1] - mu[0] + mu[2], self.setting(decoding, self.READ_OUT, **options), seed=seed,
+                           labels=label)[0]
 
     def interpolate(self, a, b, steps: int = 5, method: str = "lerp", unique: bool = False,
                     decoding: Decoding | None = None, seed: int | None = None, label=None, label_b=None,
@@ -244,7 +258,7 @@ class Model:
         embedding from one label to the other as well."""
         if not 2 <= steps <= MAX_PATH_STEPS:
             raise ValueError(f"steps must be between 2 and {MAX_PATH_STEPS:,}")
-        d = self.setting(decoding, **options)
+        d = self.setting(decoding, self.READ_OUT, **options)
         la, lb = label, label_b if label_b is not None else label
         za, zb = (torch.as_tensor(self.encode([x], labels=lab)[0]) if isinstance(x, str)
                   else torch.as_tensor(np.asarray(x)).float() for x, lab in ((a, la), (b, lb)))

@@ -47,6 +47,7 @@ class RunInfo:
     corpus_md5: str | None = None     # fingerprint of the training items: resuming refuses a changed corpus
     decoder_from: str | None = None   # the --lm run the decoder started from
     textvae_version: str = ""         # the version that trained the model
+    words: dict | None = None         # the training text's words as a Bloom filter (metrics.WordSet.to_dict())
 
     def to_dict(self) -> dict:
         return {**asdict(self), "data": self.data.to_dict(), "labels": list(self.labels)}
@@ -55,7 +56,8 @@ class RunInfo:
     def from_dict(cls, d: dict) -> "RunInfo":
         d = dict(d)
         return cls(data=DataConfig.from_dict(d.pop("data", None) or {}), labels=tuple(d.pop("labels", None) or ()),
-                   **{k: d[k] for k in ("longest_item", "corpus_md5", "decoder_from", "textvae_version") if k in d})
+                   **{k: d[k] for k in ("longest_item", "corpus_md5", "decoder_from", "textvae_version", "words")
+                      if k in d})
 
     @classmethod
     def from_legacy(cls, extra: dict) -> "RunInfo":

@@ -420,7 +420,7 @@ def reconstruct(texts, file, model_path, label, to_label, **opts):
     if not texts and not file:
         raise UserError("nothing to read: give texts, or --file FILE")
     truncate = opts["truncate"]
-    m, dec, seed = _prepared(model_path, opts, "greedy", list(texts), [label, to_label])
+    m, dec, seed = _prepared(model_path, opts, "beam", list(texts), [label, to_label])
     done = 0
     for chunk in _chunks_from(texts, file, m, truncate):
         _check_nonempty(chunk)
@@ -483,7 +483,7 @@ def interpolate(a, b, model_path, steps, method, unique, random_ends, out_path, 
         raise UserError("give two texts A and B, or --random")
     if out_path and Path(out_path).suffix.lower() not in (".html", ".png"):
         raise UserError("--out must end in .html or .png")
-    m, dec, seed = _prepared(model_path, opts, "greedy", [] if random_ends else [a, b], [label, label_b])
+    m, dec, seed = _prepared(model_path, opts, "beam", [] if random_ends else [a, b], [label, label_b])
     ends = tuple(m.sample_prior(2, seed)) if random_ends else (a, b)
     texts = m.interpolate(*ends, steps=steps, method=method, decoding=dec, seed=seed, label=label, label_b=label_b)
     fractions = [i / (steps - 1) for i in range(steps)]
@@ -491,7 +491,11 @@ def interpolate(a, b, model_path, steps, method, unique, random_ends, out_path, 
         keep = [i for i in range(steps) if i == 0 or texts[i] != texts[i - 1]]
         texts, fractions = [texts[i] for i in keep], [fractions[i] for i in keep]
     for f, text in zip(fractions, texts):
-        click.echo(f"{f:.2f}\t{text}")
+        _echo(f"{f:.2f}\t{text}")
+    if not random_ends:
+        from .metrics import char_accuracy
+        err.print(f"endpoint fidelity: {char_accuracy(a, texts[0]):.0%} (A), {char_accuracy(b, texts[-1]):.0%} (B): "
+                  "how much of each text its end of the path gives back")
     if out_path:
         _draw_path(Path(out_path), texts, fractions)
 
@@ -518,7 +522,7 @@ def _draw_path(path: Path, texts, fractions) -> None:
 @opt.LABEL_OPTION
 def analogy(a, b, c, model_path, label, **opts):
     """Latent arithmetic: decode z_B - z_A + z_C ("A is to B as C is to ?")."""
-    m, dec, seed = _prepared(model_path, opts, "greedy", [a, b, c], [label])
+    m, dec, seed = _prepared(model_path, opts, "beam", [a, b, c], [label])
     click.echo(m.analogy(a, b, c, dec, seed=seed, label=label))
 
 
@@ -528,8 +532,8 @@ def analogy(a, b, c, model_path, label, **opts):
 @click.argument("file")
 @opt.MODEL_OPTION
 @opt.options(*opt.EVALUATE_OPTIONS)
-def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, recon_items, num_samples, train_file,
-             json_path, seed, label_column, per_label, guidance):
+def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, recon_items, num_samples, pairs,
+             greedy_codes, train_file, json_path, seed, label_column, per_label, guidance):
     """How well a model models held-out FILE: IW-NLL, ELBO, KL, mutual information, active units,
     reconstruction, and whether its samples are new."""
     import json
@@ -541,7 +545,7 @@ def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, 
         with err.status("training the label classifier (character n-gram logistic regression)"):
             clf = label_judge(models, label_column, seed)
     results = [_evaluate_one(m, file, column, unit, max_len, limit, label_column, clf, samples, recon_items,
-                             num_samples, train_file, seed, per_label, guidance) for m in models]
+                             num_samples, train_file, seed, per_label, guidance, pairs, greedy_codes) for m in models]
     names = [("LM " if m.model.config.lm else "VAE ") + Path(str(m.path)).parent.name for m in models]
     if baseline:
         results[0]["gap_to_baseline"] = results[0]["iw_nats_per_char"] / results[1]["iw_nats_per_char"] - 1
@@ -564,7 +568,7 @@ def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, 
 
 
 def _evaluate_one(m, file, column, unit, max_len, limit, label_column, clf, samples, recon_items, num_samples,
-                  train_file, seed, per_label, guidance) -> dict:
+                  train_file, seed, per_label, guidance, pairs, greedy_codes) -> dict:
     from .data import training_items
     from .evaluate import evaluate_model, items_to_evaluate, label_report
     items, labels = items_to_evaluate(m, file, column, unit, max_len, limit, label_column,
@@ -576,7 +580,8 @@ def _evaluate_one(m, file, column, unit, max_len, limit, label_column, clf, samp
     with progress:
         task = progress.add_task(f"IW-NLL (K={samples})", total=len(items))
         r = evaluate_model(m, items, samples, recon_items, num_samples, training_items(m.run.data, train_file), seed,
-                           on_progress=lambda b: progress.advance(task, b), labels=labels)
+                           on_progress=lambda b: progress.advance(task, b), labels=labels, pairs=pairs,
+                           greedy_codes=greedy_codes)
     if clf is not None and labels:
         r["labels"] = label_report(m, clf, items, labels, per_label, seed, guidance=guidance if m.guidable else None)
     r["file"] = file

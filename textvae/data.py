@@ -543,6 +543,7 @@ class PreparedData:
     fingerprint: str                   # md5 of the training items (or of the stream cache)
     labels: list[str] | None = None    # label names in id order (conditional models)
     cache: str | None = None           # the stream cache directory, when streamed
+    texts: list[str] | None = None     # the training items as text (not kept for a streamed corpus)
 
     @property
     def longest_item(self) -> int:
@@ -568,14 +569,15 @@ def prepare(cfg: DataConfig, tokenizer: CharTokenizer | None = None, labels: lis
     tok = tokenizer or CharTokenizer.fit(train_items)
     if not cfg.label_column:
         return PreparedData(tok, EncodedItems(train_items, tok), EncodedItems(valid_items, tok),
-                            corpus_name(cfg.corpus), skipped, items_md5(train_items))
+                            corpus_name(cfg.corpus), skipped, items_md5(train_items), texts=train_items)
     names = labels or sorted(set(train_labels))
     index = {y: i for i, y in enumerate(names)}
     if any(y not in index for y in train_labels):
         raise DataError(f"the labels of {cfg.corpus} changed since this run started")
     return PreparedData(tok, EncodedItems(train_items, tok, [index[y] for y in train_labels]),
                         EncodedItems(valid_items, tok, [index[y] for y in valid_labels]), corpus_name(cfg.corpus),
-                        skipped, items_md5([f"{x}\t{y}" for x, y in zip(train_items, train_labels)]), names)
+                        skipped, items_md5([f"{x}\t{y}" for x, y in zip(train_items, train_labels)]), names,
+                        texts=train_items)
 
 
 def _prepare_stream(cfg: DataConfig, tokenizer: CharTokenizer | None, progress) -> PreparedData:

@@ -29,14 +29,18 @@ class Decoding:
     beam: int = 5                     # beam width
     length_penalty: float = 1.0       # beam ranking: log-probability / length^this (0: raw log-probability)
     repetition_penalty: float = 1.0   # CTRL's penalty on characters already emitted (1: off)
+    no_repeat_ngram: int = 20         # never emit a run of this many characters twice in an item (0: off); 20
+                                      # stops loops and blocks under 1% of real sentences' own repeats
     max_len: int | None = None        # longest item in characters; None: from the model's training data
     guidance: float | None = None     # conditional models: classifier-free guidance weight; None: the model's
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0 or self.beam < 1:
-            raise ValueError("decoding needs temperature >= 0, 0 < top_p <= 1, top_k >= 0 and beam >= 1")
+        if (self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0 or self.beam < 1
+                or self.no_repeat_ngram < 0):
+            raise ValueError("decoding needs temperature >= 0, 0 < top_p <= 1, top_k >= 0, beam >= 1 and "
+                             "no_repeat_ngram >= 0")
         if self.strategy == "sample" and self.temperature == 0:
             object.__setattr__(self, "strategy", "greedy")
 
@@ -72,6 +76,32 @@ def penalize_repeats(logits: torch.Tensor, out: torch.Tensor, t: int, penalty: f
     seen = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, out[:, :t], True)
     seen[:, PAD_ID] = False
     return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+
+def block_repeated_ngrams(logits: torch.Tensor, out: torch.Tensor, t: int, n: int) -> torch.Tensor:
+    """No repeated n-grams: mask every character that would complete a run of `n` characters already present
+    in the row (`out[:, :t]`, the characters emitted so far). This is what stops "and the story and the story
+    and the story" from looping until the length limit; natural repeats shorter than n stay possible."""
+    if n < 2 or t < n:
+        return logits
+    suffix = out[:, t - n + 1:t]                                             # (N, n-1): the last n-1 characters
+    windows = out[:, :t - 1].unfold(1, n - 1, 1)                             # (N, t-n+1, n-1): earlier runs
+    match = (windows == suffix.unsqueeze(1)).all(dim=-1)                     # (N, t-n+1)
+    following = out[:, n - 1:t]                                              # the character after each run
+    banned = torch.zeros_like(logits).scatter_add_(1, following, match.float()) > 0
+    banned[:, EOS_ID] = False                                                # ending is always allowed
+    return logits.masked_fill(banned, float("-inf"))
+
+
+def constrain(logits: torch.Tensor, out: torch.Tensor, t: int, repetition_penalty: float = 1.0,
+              no_repeat_ngram: int = 0) -> torch.Tensor:
+    """The rules every decoder follows at step t: never padding or <bos>, never an empty item (no <eos>
+    first), then the repetition penalty and the n-gram block."""
+    logits = _mask_specials(logits.float())
+    if t == 0:
+        logits[:, EOS_ID] = float("-inf")
+    logits = penalize_repeats(logits, out, t, repetition_penalty)
+    return block_repeated_ngrams(logits, out, t, no_repeat_ngram)
 
 
 def _mask_specials(logits: torch.Tensor) -> torch.Tensor:
@@ -140,7 +170,7 @@ def sample_rows(probs: torch.Tensor, generator: torch.Generator | None = None, w
 @torch.no_grad()
 def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: bool = True,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-                 generator: torch.Generator | None = None, noise_width: int = 0) -> torch.Tensor:
+                 generator: torch.Generator | None = None, noise_width: int = 0, no_repeat_ngram: int = 0) -> torch.Tensor:
     """Decode codes z (N, code) into ids (N, max_len), padded with <pad> after each <eos>.
     Sampling draws `noise_width` uniforms per step at least (see `sample_rows`).
 
@@ -153,7 +183,7 @@ def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: boo
     state = model.initial_state(z)
     for t in range(max_len):
         logits, state = model.step(z, prev, state)       # (N, V)
-        logits = penalize_repeats(_mask_specials(logits.float()), out, t, repetition_penalty)
+        logits = constrain(logits, out, t, repetition_penalty, no_repeat_ngram)
         if greedy or temperature == 0:
             nxt = logits.argmax(dim=-1)
         else:
@@ -173,10 +203,10 @@ def decode(net, code: torch.Tensor, d: Decoding, max_len: int, generator: torch.
     """Ids (N, max_len) for conditioned codes (N, code) by the strategy of `d`."""
     if d.strategy == "beam":
         return beam_search(net, code, beam=d.beam, max_len=max_len, length_penalty=d.length_penalty,
-                           repetition_penalty=d.repetition_penalty)
+                           repetition_penalty=d.repetition_penalty, no_repeat_ngram=d.no_repeat_ngram)
     return decode_codes(net, code, max_len=max_len, greedy=d.strategy == "greedy", temperature=d.temperature,
                         top_k=d.top_k, top_p=d.top_p, repetition_penalty=d.repetition_penalty, generator=generator,
-                        noise_width=noise_width)
+                        noise_width=noise_width, no_repeat_ngram=d.no_repeat_ngram)
 
 
 @torch.no_grad()
@@ -197,7 +227,7 @@ def _state_index(state, index: torch.Tensor):
 
 @torch.no_grad()
 def beam_search(model: TextVAE, z: torch.Tensor, beam: int = 5, max_len: int = 64, length_penalty: float = 1.0,
-                repetition_penalty: float = 1.0) -> torch.Tensor:
+                repetition_penalty: float = 1.0, no_repeat_ngram: int = 0) -> torch.Tensor:
     """Beam search for each code in z (N, Z), all codes and beams in one batch: ids (N, max_len).
 
     Hypotheses are ranked by log p(x|z) / len(x)^length_penalty (0: plain log-probability; 1: per
@@ -217,7 +247,7 @@ def beam_search(model: TextVAE, z: torch.Tensor, beam: int = 5, max_len: int = 6
     lengths = torch.zeros(N * W, device=device)
     for t in range(max_len):
         logits, state = model.step(zb, prev, state)
-        logp = penalize_repeats(_mask_specials(logits.float()), out, t, repetition_penalty).log_softmax(-1)
+        logp = constrain(logits, out, t, repetition_penalty, no_repeat_ngram).log_softmax(-1)
         # a finished hypothesis can only be extended by padding, at no cost
         logp = torch.where(done.unsqueeze(1), torch.full_like(logp, float("-inf")), logp)
         logp[:, PAD_ID] = torch.where(done, 0.0, float("-inf"))
@@ -239,8 +269,9 @@ def beam_search(model: TextVAE, z: torch.Tensor, beam: int = 5, max_len: int = 6
     best = norm.argmax(dim=1) + torch.arange(N, device=device) * W
     result = out[best]
     # never worse than greedy by the same ranking
-    greedy = decode_codes(model, z, max_len=max_len, greedy=True, repetition_penalty=repetition_penalty)
-    if repetition_penalty == 1.0:
+    greedy = decode_codes(model, z, max_len=max_len, greedy=True, repetition_penalty=repetition_penalty,
+                          no_repeat_ngram=no_repeat_ngram)
+    if repetition_penalty == 1.0 and not no_repeat_ngram:
         g_len = ((greedy != PAD_ID).sum(dim=1)).clamp_min(1).float()
         g_score = sequence_logprob(model, z, greedy) / g_len.pow(length_penalty)
         take = g_score > norm.max(dim=1).values + 1e-6

@@ -14,7 +14,16 @@ from pathlib import Path
 from .api import Model
 from .classifier import NgramClassifier
 from .data import DataError, EncodedItems, keep, read_corpus, split_valid
-from .metrics import iw_nll, posterior_stats, reconstruction_report, sample_report
+from .metrics import (
+    char_accuracy,
+    edit_distance,
+    is_runaway,
+    iw_nll,
+    posterior_stats,
+    real_word_rate,
+    reconstruction_report,
+    sample_report,
+)
 
 
 def items_to_evaluate(m: Model, path: str, column: str | None, unit: str | None, max_len: int | None,
@@ -51,8 +60,12 @@ def label_judge(models: list[Model], label_column: str, seed: int) -> NgramClass
 
 
 def evaluate_model(m: Model, items: list[str], samples: int, recon_items: int | None, num_samples: int,
-                   train_items, seed: int, on_progress=None, labels=None) -> dict:
-    """Every figure `textvae evaluate` reports, as one dict (`labels`: the items' labels, conditional models)."""
+                   train_items, seed: int, on_progress=None, labels=None, pairs: int = 10,
+                   greedy_codes: int = 200) -> dict:
+    """Every figure `textvae evaluate` reports, as one dict (`labels`: the items' labels, conditional models).
+
+    Beside the likelihood: what a user sees of a VAE (real words in samples, runaway greedy decodings of prior
+    codes, reconstruction, and interpolation paths between `pairs` pairs of the items)."""
     label_ids = None
     if m.conditional:
         label_ids = m.label_ids(labels, len(items)).cpu().numpy()
@@ -65,15 +78,57 @@ def evaluate_model(m: Model, items: list[str], samples: int, recon_items: int | 
         k = len(items) if recon_items is None else min(recon_items, len(items))
         subset = items[:k]
         rec = m.reconstruct(subset, label=labels[:k] if m.conditional else None)
-        out["reconstruction"] = reconstruction_report(subset, rec)
+        out["reconstruction"] = {**reconstruction_report(subset, rec),
+                                 "runaway": sum(is_runaway(t, m.default_max_len) for t in rec) / max(len(rec), 1)}
+    words = m.words if m.words is not None else _words_of(train_items)
+    label_of = (lambda n: [labels[i % len(labels)] for i in range(n)]) if m.conditional else (lambda n: None)
     if num_samples:
-        gen_labels = [labels[i % len(labels)] for i in range(num_samples)] if m.conditional else None
-        gen = m.generate(num_samples, seed=seed, label=gen_labels)
+        gen = m.generate(num_samples, seed=seed, label=label_of(num_samples))
         report = sample_report(gen, train_items if train_items is not None else set())
         if train_items is None:
             report.pop("copied"), report.pop("new")
+        if words is not None:
+            report["real_words"] = real_word_rate(gen, words)
         out["sampling"] = report
+    if not m.model.config.lm:
+        if greedy_codes:
+            greedy = m.generate(greedy_codes, seed=seed + 1, strategy="greedy", label=label_of(greedy_codes))
+            out["greedy_prior"] = {"codes": greedy_codes,
+                                   "runaway": sum(is_runaway(t, m.default_max_len) for t in greedy) / greedy_codes}
+            if words is not None:
+                out["greedy_prior"]["real_words"] = real_word_rate(greedy, words)
+        if pairs and len(items) >= 2:
+            out["interpolation"] = interpolation_report(m, items, labels, pairs, words, seed)
     out["seconds"] = time.monotonic() - t0
+    return out
+
+
+def _words_of(train_items) -> set[str] | None:
+    return None if train_items is None else {w for t in train_items for w in t.split()}
+
+
+def interpolation_report(m: Model, items: list[str], labels, pairs: int, words, seed: int, steps: int = 7) -> dict:
+    """Paths between `pairs` pairs of items (items 0 and 1, 2 and 3, ...): how close the first and last steps
+    come to the two items (endpoint fidelity: mean character accuracy), how far apart consecutive steps are
+    (smoothness: mean edit distance), and how fluent the steps in between are (their real-word rate, and their
+    per-character NLL under the model, an importance-weighted bound with K = 10)."""
+    n = min(pairs, len(items) // 2)
+    ends, gaps, middles = [], [], []
+    for i in range(n):
+        a, b = items[2 * i], items[2 * i + 1]
+        la = labels[2 * i] if m.conditional else None
+        path = m.interpolate(a, b, steps=steps, label=la)
+        ends.append((char_accuracy(a, path[0]) + char_accuracy(b, path[-1])) / 2)
+        gaps.extend(edit_distance(x, y) for x, y in zip(path, path[1:]))
+        middles.extend(path[1:-1])
+    middle = [t for t in middles if t]
+    out = {"pairs": n, "steps": steps, "endpoint_fidelity": sum(ends) / max(n, 1),
+           "step_edit_distance": sum(gaps) / max(len(gaps), 1), "middle_steps": len(middles)}
+    if words is not None:
+        out["middle_real_words"] = real_word_rate(middle, words)
+    if middle and not m.conditional:
+        nll = iw_nll(m.model, EncodedItems(middle, m.tokenizer), samples=10, seed=seed)
+        out["middle_nats_per_char"] = nll["iw_nats_per_char"]
     return out
 
 

@@ -144,7 +144,8 @@ TRUNCATE_OPTION = click.option("--truncate", is_flag=True,
                                     "instead of refusing them.")
 DECODING_OPTIONS = [
     click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
-                 help="How to pick characters [default: sample for generate, greedy otherwise]."),
+                 help="How to pick characters [default: sample for generate, beam (length-normalised) for "
+                      "reconstruct, interpolate and analogy]."),
     click.option("--greedy", is_flag=True, help="Same as --strategy greedy."),
     click.option("--temperature", "-t", type=click.FloatRange(0), default=_d("temperature"), show_default=True,
                  help="Sampling temperature; 0 is greedy."),
@@ -156,6 +157,8 @@ DECODING_OPTIONS = [
                  help="Beam width (--strategy beam)."),
     click.option("--length-penalty", type=click.FloatRange(0), default=_d("length_penalty"), show_default=True,
                  help="Beam ranking: log-probability / length^this (0: raw log-probability)."),
+    click.option("--no-repeat-ngram", type=click.IntRange(0, 10_000), default=_d("no_repeat_ngram"), show_default=True,
+                 help="Never emit a run of this many characters twice in one item: no loops (0: off)."),
     click.option("--repetition-penalty", type=click.FloatRange(1.0), default=_d("repetition_penalty"), show_default=True,
                  help="Discourage characters already emitted (Keskar et al. 2019); 1: off."),
     click.option("--guidance", type=click.FloatRange(0),
@@ -237,6 +240,11 @@ EVALUATE_OPTIONS = [
                  help="Items to reconstruct greedily from their posterior means."),
     click.option("--num-samples", type=click.IntRange(0, 1_000_000), default=1000, show_default=True,
                  help="Samples to draw to judge novelty and diversity."),
+    click.option("--pairs", type=click.IntRange(0, 10_000), default=10, show_default=True,
+                 help="Interpolation paths (7 steps) between pairs of FILE's first items, for endpoint fidelity, "
+                      "smoothness and fluency."),
+    click.option("--greedy-codes", type=click.IntRange(0, 1_000_000), default=200, show_default=True,
+                 help="Prior codes decoded greedily, for the runaway rate."),
     click.option("--train-file", help="Training items, to tell copies from new samples [default: the run's corpus]."),
     click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures to this JSON file."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed for the importance samples and samples."),

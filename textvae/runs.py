@@ -20,6 +20,7 @@ import torch
 from . import __version__, checkpoint, distributed
 from .checkpoint import RunInfo
 from .data import DataConfig, PreparedData, prepare, resolve_corpus
+from .metrics import WordSet
 from .model import ModelConfig, TextVAE
 from .tokenizer import UNK_ID
 from .train import TrainConfig, pick_device, train
@@ -138,8 +139,9 @@ def start(data_cfg: DataConfig, model_options: dict, cfg: TrainConfig, out: str 
     model = TextVAE(model_cfg)
     if lm is not None:
         model.start_decoder_from(lm)
+    words = WordSet.of(data.texts).to_dict() if data.texts is not None else None
     info = RunInfo(data=data_cfg, labels=tuple(labels), longest_item=data.longest_item,
-                   corpus_md5=data.fingerprint, decoder_from=decoder_from, textvae_version=__version__)
+                   corpus_md5=data.fingerprint, decoder_from=decoder_from, textvae_version=__version__, words=words)
     if distributed.is_main():
         if holds_run:
             for f in RUN_FILES:
