@@ -155,3 +155,18 @@ def test_streamed_corpus_matches_the_in_memory_reader(tmp_path, monkeypatch):
     assert again["cache"] == res["cache"] and len(again["train"]) == len(train)
     p.write_text("changed\n")
     assert stream_encode(str(p), max_len=256)["cache"] != res["cache"]
+
+
+def test_a_file_already_split_by_a_hash_still_gets_a_real_validation_split():
+    import hashlib
+    items = [f"review number {i} says something" for i in range(4000)]
+    # the training half of a file split by the plain md5 rule (bucket 1 of 20 held out)
+    plain_train = [x for x in items if int(hashlib.md5(x.encode()).hexdigest(), 16) % 20 != 1]
+    notes = []
+    train, valid = split_valid(plain_train, notes=notes)
+    assert len(valid) > 0.03 * len(plain_train) and not notes
+    # the training part of textvae's own split: the next salt takes over, and says so
+    notes = []
+    train2, valid2 = split_valid(train, notes=notes)
+    assert len(valid2) > 0.03 * len(train) and notes and "too few" in notes[0]
+    assert not set(train2) & set(valid2)

@@ -210,6 +210,8 @@ def _announce(run) -> None:
         note += f"; cached in {data.cache}"
     err.print(f"corpus [bold]{_plain(data.name)}[/]: {len(data.train):,} training and {len(data.valid):,} validation "
               f"{'words' if run.info.data.unit == 'word' else 'items'}{note}")
+    for line in data.notes:
+        err.print(f"[yellow]note:[/] {_plain(line)}")
     unknown = run.unknown_characters() if run.info.decoder_from else 0
     if unknown:
         err.print(f"[yellow]note:[/] {unknown:,} characters of the corpus are not among the language model's "
@@ -270,7 +272,7 @@ def _drive_training(run) -> dict:
             elif kind == "valid":
                 progress.update(task, completed=ev["step"])
                 progress.console.print(_valid_line(ev))
-                if (ev.get("active_units", 1) == 0 or ev["kl"] < 0.1) and not run.model.config.lm:
+                if (ev.get("active_units", 1) == 0 or ev["kl"] < 0.1) and not run.model.config.lm and ev["items"] > 1:
                     progress.console.print(
                         f"[yellow]warning: posterior collapse: the code is barely used (KL {ev['kl']:.3f} nats, "
                         f"{ev.get('active_units', 0)} active units, MI {ev.get('mi', 0):.3f}); remedies: "

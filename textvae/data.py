@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -252,17 +252,32 @@ def _read_hub(spec: str, column: str | None, label_column: str | None = None
     return texts, [_label_of(v) for v in ds[lab]]
 
 
-def in_valid_split(item: str, fraction: float = 0.05) -> bool:
-    """Whether `item` belongs to the validation split: decided by the md5 of its own text."""
+# The split hashes each item with a salt, so that a file someone already split by the plain md5 of its lines
+# (a common rule, once textvae's own) does not lose its whole validation share; if a salt still leaves too
+# few items (the file was split by this very rule), the next one is taken.
+SPLIT_SALTS = ("textvae-split-1|", "textvae-split-2|", "textvae-split-3|")
+
+
+def in_valid_split(item: str, fraction: float = 0.05, salt: str = SPLIT_SALTS[0]) -> bool:
+    """Whether `item` belongs to the validation split: decided by the md5 of its own text, salted."""
     buckets = max(2, round(1 / fraction))
-    return int(hashlib.md5(item.encode("utf-8", "surrogatepass")).hexdigest(), 16) % buckets == 1
+    return int(hashlib.md5((salt + item).encode("utf-8", "surrogatepass")).hexdigest(), 16) % buckets == 0
 
 
-def split_valid(items: Sequence[str], fraction: float = 0.05, labels: Sequence[str] | None = None):
+def split_valid(items: Sequence[str], fraction: float = 0.05, labels: Sequence[str] | None = None,
+                notes: list[str] | None = None):
     """Deterministic split into (train, valid) by `in_valid_split`; no seed is involved, so a line's
-    split never changes between runs or machines. Tiny corpora keep at least one validation item.
-    With `labels`, returns (train, valid, train_labels, valid_labels)."""
-    flags = [in_valid_split(item, fraction) for item in items]
+    split never changes between runs or machines. When a salt gives fewer than 1% of the items (or fewer
+    than 100) to validation, the next salt is tried, and `notes` hears of it. Tiny corpora keep at least
+    one validation item. With `labels`, returns (train, valid, train_labels, valid_labels)."""
+    needed = min(0.01 * len(items), 100)
+    for i, salt in enumerate(SPLIT_SALTS):
+        flags = [in_valid_split(item, fraction, salt) for item in items]
+        if sum(flags) >= needed:
+            if i and notes is not None:
+                notes.append(f"the usual hashed split gave too few validation items (the file looks split by it "
+                             f"already); a differently salted hash gave {sum(flags):,}")
+            break
     if not any(flags) and len(items) > 1:
         flags[-1] = True
     if all(flags):
@@ -544,6 +559,7 @@ class PreparedData:
     labels: list[str] | None = None    # label names in id order (conditional models)
     cache: str | None = None           # the stream cache directory, when streamed
     texts: list[str] | None = None     # the training items as text (not kept for a streamed corpus)
+    notes: list[str] = field(default_factory=list)   # other things the user should hear (the split)
 
     @property
     def longest_item(self) -> int:
@@ -565,11 +581,12 @@ def prepare(cfg: DataConfig, tokenizer: CharTokenizer | None = None, labels: lis
         raise DataError("no corpus to read")
     if is_plain_text(cfg.corpus) and (cfg.stream or Path(cfg.corpus).stat().st_size > STREAM_THRESHOLD):
         return _prepare_stream(cfg, tokenizer, progress)
-    train_items, valid_items, train_labels, valid_labels, skipped = _training_split(cfg)
+    notes: list[str] = []
+    train_items, valid_items, train_labels, valid_labels, skipped = _training_split(cfg, notes)
     tok = tokenizer or CharTokenizer.fit(train_items)
     if not cfg.label_column:
         return PreparedData(tok, EncodedItems(train_items, tok), EncodedItems(valid_items, tok),
-                            corpus_name(cfg.corpus), skipped, items_md5(train_items), texts=train_items)
+                            corpus_name(cfg.corpus), skipped, items_md5(train_items), texts=train_items, notes=notes)
     names = labels or sorted(set(train_labels))
     index = {y: i for i, y in enumerate(names)}
     if any(y not in index for y in train_labels):
@@ -577,7 +594,7 @@ def prepare(cfg: DataConfig, tokenizer: CharTokenizer | None = None, labels: lis
     return PreparedData(tok, EncodedItems(train_items, tok, [index[y] for y in train_labels]),
                         EncodedItems(valid_items, tok, [index[y] for y in valid_labels]), corpus_name(cfg.corpus),
                         skipped, items_md5([f"{x}\t{y}" for x, y in zip(train_items, train_labels)]), names,
-                        texts=train_items)
+                        texts=train_items, notes=notes)
 
 
 def _prepare_stream(cfg: DataConfig, tokenizer: CharTokenizer | None, progress) -> PreparedData:
@@ -604,7 +621,7 @@ def _read(source: str, cfg: DataConfig, label_column: str | None = None, max_len
                        errors=cfg.errors, label_column=label_column)
 
 
-def _training_split(cfg: DataConfig):
+def _training_split(cfg: DataConfig, notes: list[str]):
     """Training and validation items (and labels), and notes of what was skipped."""
     data = _read(cfg.corpus, cfg, cfg.label_column, cfg.max_len)
     if cfg.valid:
@@ -612,9 +629,10 @@ def _training_split(cfg: DataConfig):
         train_items, valid_items = data.items, valid_corpus.items
         train_labels, valid_labels = data.labels, valid_corpus.labels
     elif cfg.label_column:
-        train_items, valid_items, train_labels, valid_labels = split_valid(data.items, labels=data.labels)
+        train_items, valid_items, train_labels, valid_labels = split_valid(data.items, labels=data.labels,
+                                                                           notes=notes)
     else:
-        (train_items, valid_items), train_labels, valid_labels = split_valid(data.items), None, None
+        (train_items, valid_items), train_labels, valid_labels = split_valid(data.items, notes=notes), None, None
     skipped = []
     if data.skipped_long:
         skipped.append(f"{data.skipped_long:,} longer than --max-len {cfg.max_len}")
