@@ -253,3 +253,22 @@ def test_cli_serve_refuses_a_bad_port_and_a_busy_one(trained_run):
         r = CliRunner().invoke(cli, ["serve", "--model", str(trained_run), "--port", str(port)])
     assert r.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in r.output
     assert "no map" in r.output                                   # the tiny run's corpus is not at hand
+
+
+def test_cli_serve_prints_its_address_and_warns_off_loopback(trained_run, tiny_corpus, monkeypatch):
+    import textvae.serve.app as app
+    served, bind = [], app.bind
+
+    def run(explorer, sock):
+        served.append((explorer, sock.getsockname()))
+        sock.close()
+
+    monkeypatch.setattr(app, "run", run)
+    r = CliRunner().invoke(cli, ["serve", "--model", str(trained_run), "--port", "0", "--data", str(tiny_corpus)])
+    assert r.exit_code == 0, r.output
+    (explorer, (host, port)), = served
+    assert host == "127.0.0.1" and f"http://127.0.0.1:{port}" in r.stdout and "warning" not in r.output
+    assert len(explorer.items) > 100
+    monkeypatch.setattr(app, "bind", lambda host, port: bind("127.0.0.1", 0))       # listen nowhere else here
+    r = CliRunner().invoke(cli, ["serve", "--model", str(trained_run), "--host", "0.0.0.0"])
+    assert r.exit_code == 0 and "warning: listening on 0.0.0.0" in r.output
