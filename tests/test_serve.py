@@ -256,7 +256,7 @@ def test_cli_serve_refuses_a_bad_port_and_a_busy_one(trained_run):
 
 
 def test_cli_serve_prints_its_address_and_warns_off_loopback(trained_run, tiny_corpus, monkeypatch):
-    import textvae.serve.app as app
+    from textvae.serve import app
     served, bind = [], app.bind
 
     def run(explorer, sock):

@@ -224,7 +224,7 @@ def test_the_page_runs_a_homotopy_moves_its_slider_and_clicks_the_map(page, word
     expect(page.locator("#hom-error")).to_have_text("a: empty text; give at least one character")
 
     assert [e for e in page.errors if "400" not in e] == []          # the refused request's console line only
-    assert all(u.startswith(server.url) or u.startswith("data:") for u in page.requested), page.requested
+    assert all(u.startswith((server.url, "data:")) for u in page.requested), page.requested
 
 
 def test_a_conditional_model_shows_labels_guidance_and_label_transfer(page, conditional_server, tmp_path):
