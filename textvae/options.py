@@ -16,7 +16,7 @@ from .objective import SCHEDULES
 from .runs import WARM_FREE_BITS
 from .schedule import DEFAULT_EPOCHS, DEFAULT_MINUTES, LR_SCHEDULES, MIN_STEPS
 from .serve import MAP_ITEMS, MAX_MAP_ITEMS
-from .train import TrainConfig
+from .train import GPU_BATCH, LEGACY_BATCH, SMALL_CORPUS, TrainConfig
 
 
 def _default(cls, name: str):
@@ -97,8 +97,8 @@ TRAIN_OPTIONS = [
                  help="Early stopping: stop after this many validations without a better smoothed -ELBO, once "
                       "the learning rate has decayed to half."),
     click.option("--batch-size", type=click.IntRange(1),
-                 help="Items per step [default: 64 on a CPU (128 for corpora of 100k items or more), 256 on a GPU; "
-                      "128 with --lr-schedule constant]."),
+                 help=f"Items per step [default: 64 on a CPU, 128 for corpora of {SMALL_CORPUS:,} items or more, "
+                      f"{GPU_BATCH} on a GPU; {LEGACY_BATCH} with --lr-schedule constant]."),
     click.option("--lr", type=click.FloatRange(0, min_open=True), default=_t("lr"), show_default=True,
                  help="Peak Adam learning rate."),
     click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_t("lr_schedule"), show_default=True,
