@@ -156,7 +156,6 @@ def _shown(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-
 async def read_json(request: Request, limit: int) -> dict:
     """The request's JSON object, read to at most `limit` bytes; an empty body is {}."""
     too_big = BadRequest(f"the request body is over {limit // 1024} KB", 413)
