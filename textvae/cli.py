@@ -21,6 +21,7 @@ from .api import TextTooLong
 from .checkpoint import CheckpointError
 from .data import DataConfig, DataError
 from .decode import Decoding
+from .output import OutputError, write_file
 from .runs import RunError
 from .train import TrainConfig, TrainingError
 
@@ -53,7 +54,7 @@ class Group(click.Group):
             fail(_plain(e.format_message()) + ctx_hint, e.exit_code)
         except click.exceptions.Abort:
             fail("aborted", 130)
-        except (UserError, DataError, CheckpointError, RunError, TrainingError, TextTooLong) as e:
+        except (UserError, DataError, CheckpointError, RunError, TrainingError, TextTooLong, OutputError) as e:
             fail(_plain(str(e)))
         except BrokenPipeError:           # the reader went away (`textvae generate | head`): stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -172,21 +173,9 @@ def train(ctx, corpus, resume_run, out, decoder_from, force, **opts):
 
 @contextmanager
 def _tokenising():
-    """A status line while a large corpus is tokenised in a stream; a callback that updates it."""
-    status = None
-
-    def progress(n: int) -> None:
-        nonlocal status
-        if status is None:
-            status = err.status("tokenising in a stream (cached for the next run)")
-            status.start()
-        status.update(f"tokenising in a stream: {n:,} items")
-
-    try:
-        yield progress
-    finally:
-        if status is not None:
-            status.stop()
+    """A status line while the corpus is read (a large one is tokenised in a stream: its count of items)."""
+    with err.status("reading the corpus") as status:
+        yield lambda n: status.update(f"tokenising in a stream (cached for the next run): {n:,} items")
 
 
 def _decoder_source(ctx, path: str, opts: dict):
@@ -233,24 +222,9 @@ def _finish(final: dict, out_dir: Path) -> None:
     err.print(f"checkpoints: {out_dir / 'best.safetensors'} (best), {out_dir / 'last.safetensors'} (last)")
 
 
-def _valid_line(ev: dict) -> str:
-    line = (f"epoch {ev['epoch']}: valid -ELBO {ev['nll_elbo']:.3f}/item ({ev['nats_per_char']:.3f} nats/char), "
-            f"rec {ev['recon']:.3f}, KL {ev['kl']:.3f}, MI {ev.get('mi', 0):.2f}, AU {ev['active_units']}")
-    if "exact" in ev:
-        line += f", exact {100 * ev['exact']:.1f}%"
-    return line + ("  [green]best[/]" if ev["best"] else "")
-
-
-def _plan_line(ev: dict) -> str:
-    plan = ev["plan"]
-    line = f"budget: {_plain(plan['why'])}; batches of {ev['batch_size']}"
-    if plan.get("estimate_s"):
-        line += f"; estimated time {plan['estimate_s'] / 60:.1f} min"
-    return line
-
-
 def _drive_training(run) -> dict:
     """Iterate the run's events behind a progress bar; the final event."""
+    from .render import plan_line, valid_line
     progress = _progress(TextColumn("{task.fields[stats]}"))
     final: dict = {}
     from .runs import stop_on_signals
@@ -263,7 +237,7 @@ def _drive_training(run) -> dict:
         for ev in run.events(stop=stop):
             kind = ev["event"]
             if kind == "start":
-                progress.console.print(_plan_line(ev))
+                progress.console.print(plan_line(ev))
                 task = progress.add_task("train", total=ev["total_steps"], stats="", completed=ev.get("resumed_at") or 0)
             elif kind == "step" and (ev["step"] % 5 == 0 or ev["step"] == 1):
                 progress.update(task, completed=ev["step"], description=f"epoch {ev['epoch']}",
@@ -271,7 +245,7 @@ def _drive_training(run) -> dict:
                                       f"β {ev['beta']:.2f}  {ev['chars_per_s'] / 1000:.0f}k char/s")
             elif kind == "valid":
                 progress.update(task, completed=ev["step"])
-                progress.console.print(_valid_line(ev))
+                progress.console.print(valid_line(ev))
                 if (ev.get("active_units", 1) == 0 or ev["kl"] < 0.1) and not run.model.config.lm and ev["items"] > 1:
                     progress.console.print(
                         f"[yellow]warning: posterior collapse: the code is barely used (KL {ev['kl']:.3f} nats, "
@@ -329,29 +303,6 @@ def _echo(text: str) -> None:
         raise UserError(f"cannot write the output: {e.strerror or e}") from None
 
 
-def _write_file(path: Path, write) -> None:
-    """`write(f)` into a temporary file beside `path`, then renamed over it: a missing directory, a read-only
-    file or a full disk is one line naming the path, and no partial file stays."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise UserError(f"cannot write {path}: there is no directory {path.parent}")
-    if path.is_dir():
-        raise UserError(f"cannot write {path}: it is a directory")
-    if path.exists() and not path.stat().st_mode & 0o222:
-        raise UserError(f"cannot write {path}: the file is read-only")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 # ---------------------------------------------------------------------------- generate
 
 @cli.command()
@@ -381,65 +332,37 @@ def generate(model_path, num, near, radius, stats, label, **opts):
 # ---------------------------------------------------------------------------- reconstruct, encode
 
 STATS_ITEMS = 100_000       # generate --stats judges at most this many samples (the first)
-CHUNK = 512                 # reconstruct reads, checks and prints --file items this many at a time
-
-
-def _chunks_from(texts, file, m, truncate: bool):
-    """The texts, then --file's lines, CHUNK at a time, read lazily and checked against the model's length
-    limit line by line (a line over it is an error naming it, or cut with --truncate)."""
-    from .data import iter_items
-    if texts:
-        yield list(texts)
-    if not file:
-        return
-    chunk, cut = [], 0
-    for number, text in iter_items(file):
-        if len(text) > m.max_len:
-            if not truncate:
-                raise UserError(f"line {number:,} of {file} has {len(text):,} characters, over this model's limit "
-                                f"of {m.max_len:,}; --truncate cuts such lines to it")
-            text, cut = text[:m.max_len], cut + 1
-        chunk.append(text)
-        if len(chunk) == CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-    if cut:
-        err.print(f"[yellow]warning:[/] {cut:,} lines of {_plain(file)} cut to the model's limit of {m.max_len:,} characters")
 
 
 @cli.command()
 @click.argument("texts", nargs=-1)
-@click.option("--file", "file", help="Also every line of this file.")
+@opt.options(*opt.RECONSTRUCT_OPTIONS)
 @opt.MODEL_OPTION
 @opt.decoding_options
-@click.option("--label", help="A conditional model: the texts' own label.")
-@click.option("--to-label", help="A conditional model: decode under this label instead (label transfer).")
 def reconstruct(texts, file, model_path, label, to_label, **opts):
     """Encode each text and decode its posterior mean: input, a tab, then its reconstruction.
     With --label and --to-label, the text is re-written under another label."""
     if not texts and not file:
         raise UserError("nothing to read: give texts, or --file FILE")
+    from .data import read_chunks
     truncate = opts["truncate"]
     m, dec, seed = _prepared(model_path, opts, "beam", list(texts), [label, to_label])
-    done = 0
-    for chunk in _chunks_from(texts, file, m, truncate):
+    done, cut = 0, []
+    for chunk in read_chunks(texts, file, m.max_len, truncate, cut):
         _check_nonempty(chunk)
         m.truncate = truncate
         out = m.reconstruct(chunk, dec, seed=seed, label=label, to_label=to_label)
         _echo("\n".join(f"{a}\t{b}" for a, b in zip(chunk, out)))
         done += len(chunk)
+    if cut:
+        err.print(f"[yellow]warning:[/] {len(cut):,} lines cut to the model's limit of {m.max_len:,} characters")
     if not done:
         raise UserError(f"nothing to read in {file}")
 
 
 @cli.command()
 @click.argument("file")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="codes.npy (an array, N x latent_dim) or codes.jsonl (one object per item).")
-@click.option("--logvar", is_flag=True, help="Also the posterior log-variances (.npy: a second file NAME.logvar.npy).")
-@click.option("--column", help="Text column of a table file.")
+@opt.options(*opt.ENCODE_OPTIONS)
 @opt.MODEL_OPTION
 @opt.LABEL_OPTION
 @opt.TRUNCATE_OPTION
@@ -453,21 +376,12 @@ def encode(file, out_path, logvar, column, model_path, label, truncate):
     m = _load(model_path)
     _label_check(m, label)
     items = read_corpus(file, unit=m.run.data.unit, column=column).items
-    m.truncate = truncate
-    long = sum(len(t) > m.max_len for t in items)
-    if long:
-        if not truncate:
-            raise UserError(f"{long:,} items of {file} are longer than this model's limit of {m.max_len:,} "
-                            "characters; --truncate cuts them to it")
-        err.print(f"[yellow]warning:[/] {long:,} items cut to the model's limit of {m.max_len:,} characters")
-    unknown = m.unknown_chars(items)
-    if unknown:
-        err.print(f"[yellow]warning:[/] {len(unknown)} characters never seen in training map to <unk>")
+    _check_texts(m, items, truncate)
     mu, lv = m.encode(items, return_logvar=True, labels=label)
     fmt = out.suffix[1:]
-    _write_file(out, lambda f: write_codes(f, items, mu, lv if logvar else None, fmt))
+    write_file(out, lambda f: write_codes(f, items, mu, lv if logvar else None, fmt))
     if logvar and fmt == "npy":
-        _write_file(out.with_suffix(".logvar.npy"), lambda f: write_codes(f, items, lv))
+        write_file(out.with_suffix(".logvar.npy"), lambda f: write_codes(f, items, lv))
     err.print(f"wrote {len(items):,} codes of dimension {mu.shape[1]} to {_plain(str(out))}")
 
 
@@ -505,13 +419,13 @@ def interpolate(a, b, model_path, steps, method, unique, random_ends, out_path, 
 def _draw_path(path: Path, texts, fractions) -> None:
     from .render import interpolation_html, interpolation_png
     if path.suffix.lower() == ".html":
-        _write_file(path, lambda f: f.write(interpolation_html(texts, fractions).encode("utf-8")))
+        write_file(path, lambda f: f.write(interpolation_html(texts, fractions).encode("utf-8")))
     else:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise UserError("a .png needs matplotlib: pip install 'textvae[plot]' (or use .html)") from None
-        _write_file(path, lambda f: interpolation_png(texts, fractions, f))
+        write_file(path, lambda f: interpolation_png(texts, fractions, f))
     err.print(f"wrote {_plain(str(path))}")
 
 
@@ -551,21 +465,15 @@ def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, 
     names = [("LM " if m.model.config.lm else "VAE ") + Path(str(m.path)).parent.name for m in models]
     if baseline:
         results[0]["gap_to_baseline"] = results[0]["iw_nats_per_char"] / results[1]["iw_nats_per_char"] - 1
-    from .render import evaluation_table
+    from .render import evaluation_table, label_lines
     err.print(evaluation_table(results, names))
-    for name, r in zip(names, results):
-        lab = r.get("labels") or {}
-        prior = ", ".join(f"{_plain(y)} {p:.1%}" for y, p in lab.get("class_prior", {}).items())
-        for key, what in (("label_agreement_by_label", "samples judged to carry the asked label"),
-                          ("predicted_label_shares", "labels the judge gives its samples")):
-            if key in lab:
-                per = ", ".join(f"{_plain(y)} {p:.1%}" for y, p in lab[key].items())
-                err.print(f"{name}: {what}: {per} (class prior: {prior})")
+    for line in label_lines(results, names):
+        err.print(_plain(line))
     if baseline:
         err.print(f"IW-NLL per character: {names[0]} is {100 * results[0]['gap_to_baseline']:+.2f}% against {names[1]}")
     if json_path:
         text = json.dumps(results if baseline else results[0], indent=2) + "\n"
-        _write_file(Path(json_path), lambda f: f.write(text.encode("utf-8")))
+        write_file(Path(json_path), lambda f: f.write(text.encode("utf-8")))
         err.print(f"wrote {_plain(json_path)}")
 
 
@@ -597,7 +505,7 @@ def _evaluate_one(m, file, column, unit, max_len, limit, label_column, clf, samp
 @opt.options(*opt.PLOT_OPTIONS)
 def plot(run, data_path, column, label_column, limit, out_dir):
     """Write PNGs of RUN: training curves, and a PCA map of held-out items' posterior means."""
-    from .data import held_out_items, keep, read_corpus
+    from .evaluate import map_items
     try:
         from . import plot as plots
         plots._pyplot()
@@ -608,28 +516,15 @@ def plot(run, data_path, column, label_column, limit, out_dir):
     if not (run_dir / "metrics.jsonl").is_file():
         raise UserError(f"{run_dir} is not a run directory (no metrics.jsonl)")
     out = Path(out_dir) if out_dir else run_dir
-    out.mkdir(parents=True, exist_ok=True)
-    written = [plots.training_curves(run_dir, out / "curves.png")]
+    written = [write_file(out / "curves.png", lambda f: plots.training_curves(run_dir, f))]
     m = _load(str(run_dir))
-    label_column = label_column or m.run.data.label_column
-    if data_path:
-        corpus = read_corpus(data_path, unit=m.run.data.unit, column=column, label_column=label_column)
-        items, labels = corpus.items, corpus.labels
-    else:
-        items, labels = held_out_items(m.run.data, label_column)
-    if m.conditional:                                   # a conditional model encodes under each item's label
-        if not labels:
-            raise UserError("this model is conditional: --data must have its label column (--label COLUMN)")
-        items, labels = keep(items, labels, lambda y: y in m.labels)
-    items, labels = items[:limit], (labels[:limit] if labels else None)
-    if not items:
-        raise UserError("no held-out items to map")
+    items, labels, _ = map_items(m, data_path, column, label_column, limit)
     if not m.model.config.lm:
         mu = m.encode(items, labels=labels if m.conditional else None)
-        written.append(plots.latent_map(mu, items, out / "latent_map.png", labels=labels,
-                                        title=f"posterior means of {len(items):,} held-out items (PCA)"))
-    for path in written:
-        click.echo(str(path))
+        title = f"posterior means of {len(items):,} held-out items (PCA)"
+        written.append(write_file(out / "latent_map.png",
+                                  lambda f: plots.latent_map(mu, items, f, labels=labels, title=title)))
+    _echo("\n".join(map(str, written)))
 
 
 # ---------------------------------------------------------------------------- bench
@@ -640,15 +535,14 @@ def bench(no_one_at_a_time, json_path, **opts):
     """Training characters/s, generation items/s and peak memory, beside the bare RNN kernels' figure."""
     import json
 
-    from .bench import BenchConfig
-    from .bench import run as run_bench
-    cfg = BenchConfig(one_at_a_time=not no_one_at_a_time, **opts)
-    with err.status("benchmarking") as status:
-        r = run_bench(cfg, progress=lambda m: status.update(f"benchmarking: {m}"))
+    from . import bench as benchmark
     from .render import bench_table
+    cfg = benchmark.BenchConfig(one_at_a_time=not no_one_at_a_time, **opts)
+    with err.status("benchmarking") as status:
+        r = benchmark.run(cfg, progress=lambda m: status.update(f"benchmarking: {m}"))
     Console().print(bench_table(cfg, r))
     if json_path:
-        _write_file(Path(json_path), lambda f: f.write((json.dumps(r, indent=2) + "\n").encode("utf-8")))
+        write_file(Path(json_path), lambda f: f.write((json.dumps(r, indent=2) + "\n").encode("utf-8")))
         err.print(f"wrote {_plain(json_path)}")
 
 

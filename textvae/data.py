@@ -449,6 +449,31 @@ def iter_items(source: str, encoding: str = "utf-8", errors: str = "strict") -> 
                 yield number, text
 
 
+def read_chunks(texts, file: str | None, max_len: int, truncate: bool = False, cut: list | None = None,
+                chunk: int = 512) -> Iterator[list[str]]:
+    """`texts`, then the items of `file` `chunk` at a time, read lazily and checked against `max_len` line by
+    line: a line over it is a DataError naming it, or with `truncate` is cut (its number goes into `cut`)."""
+    if texts:
+        yield list(texts)
+    if not file:
+        return
+    block: list[str] = []
+    for number, text in iter_items(file):
+        if len(text) > max_len:
+            if not truncate:
+                raise DataError(f"line {number:,} of {file} has {len(text):,} characters, over this model's limit "
+                                f"of {max_len:,}; --truncate cuts such lines to it")
+            text = text[:max_len]
+            if cut is not None:
+                cut.append(number)
+        block.append(text)
+        if len(block) == chunk:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
 def stream_encode(path: str, unit: str = "line", max_len: int | None = None, encoding: str = "utf-8",
                   errors: str = "strict", progress=None) -> dict:
     """Tokenise a large text file once, into memory-mapped id arrays cached by the file's content.

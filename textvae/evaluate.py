@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .api import Model
 from .classifier import NgramClassifier
-from .data import DataError, EncodedItems, keep, read_corpus, split_valid
+from .data import DataError, EncodedItems, held_out_items, keep, read_corpus, split_valid
 from .metrics import (
     char_accuracy,
     edit_distance,
@@ -41,6 +41,29 @@ def items_to_evaluate(m: Model, path: str, column: str | None, unit: str | None,
     if not items:
         raise DataError(f"no items of {path} to evaluate")
     return items, labels
+
+
+def map_items(m: Model, data: str | None = None, column: str | None = None, label_column: str | None = None,
+              limit: int = 3000) -> tuple[list[str], list[str] | None, str]:
+    """Held-out items to map (with their labels, and where they came from in words): those of the file `data`,
+    else the run's validation items. A conditional model keeps the items whose label it knows; items over the
+    model's length limit are left out."""
+    label_column = label_column or m.run.data.label_column
+    if data:
+        corpus = read_corpus(data, unit=m.run.data.unit, column=column, label_column=label_column)
+        items, labels, source = corpus.items, corpus.labels, Path(data).name
+    else:
+        items, labels = held_out_items(m.run.data, label_column)
+        source = "the run's validation items"
+    if m.conditional:                               # a conditional model encodes each item under its label
+        if not labels:
+            raise DataError(f"this model is conditional: the items to map need their label column {label_column!r}")
+        items, labels = keep(items, labels, lambda y: y in m.labels)
+    index = [i for i, t in enumerate(items) if len(t) <= m.max_len][:limit]
+    items, labels = [items[i] for i in index], (None if labels is None else [labels[i] for i in index])
+    if not items:
+        raise DataError(f"no items of {source} to map")
+    return items, labels, source
 
 
 def label_judge(models: list[Model], label_column: str, seed: int) -> NgramClassifier:

@@ -181,6 +181,18 @@ def posterior_stats(model: TextVAE, data: EncodedItems, batch_size: int = 256, s
     return {"mi": mi, "active_units": active}
 
 
+def principal_plane(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """PCA of the rows of x (N, Z): their mean (Z,), the first two principal directions (2, Z), orthonormal,
+    each row's coordinates on that plane (N, 2), and the share of the variance along each direction (2,)."""
+    origin = x.mean(axis=0)
+    _, s, vt = np.linalg.svd(x - origin, full_matrices=False)
+    axes = np.zeros((2, x.shape[1]), dtype=x.dtype)
+    axes[:len(vt[:2])] = vt[:2]                                       # a 1-D space has one direction
+    var = np.zeros(2)
+    var[:len(s[:2])] = s[:2] ** 2 / max(float((s ** 2).sum()), 1e-12)
+    return origin, axes, (x - origin) @ axes.T, var
+
+
 def edit_distance(a: str, b: str) -> int:
     """Levenshtein distance, by the usual dynamic programme over one row (a row at a time in numpy: the
     insertions along a row are a running minimum of row[j] - j, plus j)."""

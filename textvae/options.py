@@ -277,3 +277,18 @@ SERVE_OPTIONS = [
     click.option("--map-items", type=click.IntRange(2, MAX_MAP_ITEMS), default=MAP_ITEMS, show_default=True,
                  help="Items on the map, at most."),
 ]
+
+
+RECONSTRUCT_OPTIONS = [
+    click.option("--file", "file", help="Also every line of this file."),
+    click.option("--label", help="A conditional model: the texts' own label."),
+    click.option("--to-label", help="A conditional model: decode under this label instead (label transfer)."),
+]
+
+
+ENCODE_OPTIONS = [
+    click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+                 help="codes.npy (an array, N x latent_dim) or codes.jsonl (one object per item)."),
+    click.option("--logvar", is_flag=True, help="Also the posterior log-variances (.npy: a second file NAME.logvar.npy)."),
+    click.option("--column", help="Text column of a table file."),
+]

@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .metrics import principal_plane
+
 
 def _pyplot():
     import matplotlib
@@ -58,17 +60,15 @@ def training_curves(run_dir: Path, out: Path) -> Path:
         axes[2].legend(loc="upper right")
     fig.suptitle(f"training curves: {Path(run_dir).name}")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, format="png")
     plt.close(fig)
     return out
 
 
 def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Project rows of x onto their two principal components; also the explained variance ratios."""
-    centred = x - x.mean(axis=0, keepdims=True)
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    var = s ** 2
-    return centred @ vt[:2].T, var[:2] / max(var.sum(), 1e-12)
+    _, _, xy, variance = principal_plane(x)
+    return xy, variance
 
 
 def latent_map(mu: np.ndarray, texts: Sequence[str], out: Path, labels: Sequence[str] | None = None,
@@ -95,6 +95,6 @@ def latent_map(mu: np.ndarray, texts: Sequence[str], out: Path, labels: Sequence
     ax.set_ylabel(f"PC 2 ({ratio[1]:.0%} of variance)")
     ax.set_title(title or "posterior means of held-out items (PCA)")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, format="png")
     plt.close(fig)
     return out

@@ -9,6 +9,7 @@ import html
 from pathlib import Path
 from typing import Sequence
 
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -145,6 +146,20 @@ def evaluation_table(results: list[dict], names: list[str]) -> Table:
     return _rows(table, EVAL_ROWS, results)
 
 
+def label_lines(results: list[dict], names: list[str]) -> list[str]:
+    """What the label judge made of each model's samples, a line per model that has labels."""
+    lines = []
+    for name, r in zip(names, results):
+        lab = r.get("labels") or {}
+        prior = ", ".join(f"{y} {p:.1%}" for y, p in lab.get("class_prior", {}).items())
+        for key, what in (("label_agreement_by_label", "samples judged to carry the asked label"),
+                          ("predicted_label_shares", "labels the judge gives its samples")):
+            if key in lab:
+                per = ", ".join(f"{y} {p:.1%}" for y, p in lab[key].items())
+                lines.append(f"{name}: {what}: {per} (class prior: {prior})")
+    return lines
+
+
 def bench_table(cfg, r: dict) -> Table:
     """`textvae bench`'s medians."""
     table = Table(title=f"textvae bench: {cfg.cell.upper()} E{cfg.embed_dim} H{cfg.hidden_dim} "
@@ -159,3 +174,21 @@ def bench_table(cfg, r: dict) -> Table:
             ("  batched speed-up", "speedup_vs_one_at_a_time", "{:.1f}x"),
             ("generation (items/s)", "generate_items_per_s", "{:,.0f}"), ("peak memory (MB)", "peak_memory_mb", "{:,.0f}")]
     return _rows(table, rows, [r])
+
+
+def valid_line(ev: dict) -> str:
+    """A validation's figures in one line (rich markup)."""
+    line = (f"epoch {ev['epoch']}: valid -ELBO {ev['nll_elbo']:.3f}/item ({ev['nats_per_char']:.3f} nats/char), "
+            f"rec {ev['recon']:.3f}, KL {ev['kl']:.3f}, MI {ev.get('mi', 0):.2f}, AU {ev['active_units']}")
+    if "exact" in ev:
+        line += f", exact {100 * ev['exact']:.1f}%"
+    return line + ("  [green]best[/]" if ev["best"] else "")
+
+
+def plan_line(ev: dict) -> str:
+    """The budget a run planned, in one line."""
+    plan = ev["plan"]
+    line = f"budget: {escape(plan['why'])}; batches of {ev['batch_size']}"
+    if plan.get("estimate_s"):
+        line += f"; estimated time {plan['estimate_s'] / 60:.1f} min"
+    return line

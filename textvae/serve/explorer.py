@@ -1,7 +1,7 @@
 """What each of the explorer's JSON routes computes, over a loaded model, with no HTTP in sight.
 
 Every method calls the API (`textvae.api.Model`) with the decoding fields a request gave and nothing more, so
-the API's own defaults apply (greedy paths, sampled generation, whatever they become); it returns plain lists
+the API's own defaults apply (beam-search read-outs, sampled generation, whatever they become); it returns plain lists
 and dicts, ready to be written as JSON. The map is the plane of the first two principal components of the codes
 of held-out items (as `textvae plot` draws it), so a point of the plane is also a code that can be decoded.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import pairwise
-from pathlib import Path
 
 import numpy as np
 
 from ..api import Model
-from ..data import DataError, held_out_items, keep, read_corpus
-from ..metrics import edit_distance
+from ..data import DataError
+from ..evaluate import map_items
+from ..metrics import edit_distance, principal_plane
 from ..render import changed_spans
 
 MAP_ITEMS = 2000        # held-out items on the map, by default
@@ -39,13 +39,8 @@ class LatentMap:
 
     @classmethod
     def of(cls, mu: np.ndarray, texts: list[str], labels: list[str] | None) -> LatentMap:
-        origin = mu.mean(axis=0)
-        _, s, vt = np.linalg.svd(mu - origin, full_matrices=False)       # PCA: rows of vt are the directions
-        axes = np.zeros((2, mu.shape[1]), dtype=mu.dtype)
-        axes[:len(vt[:2])] = vt[:2]                                      # a 1-D latent space has one direction
-        var = np.zeros(2)
-        var[:len(s[:2])] = s[:2] ** 2 / max(float((s ** 2).sum()), 1e-12)
-        return cls(texts, labels, (mu - origin) @ axes.T, origin, axes, var)
+        origin, axes, xy, variance = principal_plane(mu)
+        return cls(texts, labels, xy, origin, axes, variance)
 
     def code(self, x: float, y: float) -> np.ndarray:
         """The code (Z,) at point (x, y) of the plane."""
@@ -75,25 +70,12 @@ class Explorer:
         """The model with up to `limit` held-out items for its map: those of the file `data`, else the run's
         validation items. A `data` file that cannot be read is a `DataError`; a run whose corpus is not at hand
         gives an explorer without a map, and a note saying so."""
-        label_column = model.run.data.label_column
-        if data:
-            corpus = read_corpus(data, unit=model.run.data.unit, column=column, label_column=label_column)
-            items, labels, source = corpus.items, corpus.labels, Path(data).name
-        else:
-            try:
-                items, labels = held_out_items(model.run.data, label_column)
-            except DataError as e:
-                return cls(model, note=f"no map: {e}")
-            source = "the run's validation items"
-        if model.conditional:                       # a conditional model encodes each item under its label
-            if not labels:
-                raise DataError(f"this model is conditional: the map's items need their label column "
-                                f"{label_column!r}")
-            items, labels = keep(items, labels, lambda y: y in model.labels)
-        index = [i for i, t in enumerate(items) if len(t) <= model.max_len][:limit]
-        items, labels = [items[i] for i in index], (None if labels is None else [labels[i] for i in index])
-        if not items:
-            return cls(model, note=f"no map: no items of {source} fit the model")
+        try:
+            items, labels, source = map_items(model, data, column, limit=limit)
+        except DataError as e:
+            if data:
+                raise
+            return cls(model, note=f"no map: {e}")
         return cls(model, items, labels if model.conditional else None, source)
 
     # ------------------------------------------------------------------------ routes
