@@ -11,6 +11,9 @@ from textvae.model import ModelConfig, TextVAE
 from textvae.tokenizer import CharTokenizer
 from textvae.train import TrainConfig, train
 
+# The tests' models are tiny: one thread runs them fastest, and never fights another process for the cores.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:

@@ -284,3 +284,30 @@ def test_cli_train_says_its_budget_and_writes_tensorboard_events(workdir, tiny_c
     import json
     lines = [json.loads(x) for x in (workdir / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
     assert len(board.Scalars("train/loss")) == sum(x["kind"] == "step" for x in lines)   # the same record
+
+
+def test_cli_sentences_get_a_code_of_slots_and_decode_without_running_away(workdir):
+    import json
+    import random
+    rng = random.Random(1)
+    words = "the film is a story of love and loss , told with wit but not much grace .".split()
+    lines = [" ".join(rng.choice(words) for _ in range(rng.randint(8, 14))) for _ in range(300)]
+    (workdir / "reviews.txt").write_text("\n".join(lines) + "\n")
+    r = run("train", "reviews.txt", "--embed-dim", "16", "--hidden-dim", "32", "--steps", "40")
+    assert r.exit_code == 0, r.output
+    assert "read as sentences" in r.stderr and "slots" in r.stderr
+    meta = json.loads((workdir / "runs" / "reviews" / "run.json").read_text())
+    longest = max(map(len, lines))
+    assert meta["model_config"]["slots"] == -(-longest // 8) and meta["model_config"]["fitted_prior"]
+    assert meta["train_config"]["batch_size"] == 32 and meta["train_config"]["free_bits"] == 1.0
+    r = run("generate", "-n", "20", "--seed", "0")
+    samples = r.stdout.splitlines()
+    assert r.exit_code == 0 and len(samples) == 20 and all(samples) and all(len(s) <= longest for s in samples)
+    r = run("interpolate", lines[0], lines[1], "--steps", "5")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 5 and "endpoint fidelity" in r.stderr
+    # an option given on the command line wins over the sentence settings
+    r = run("train", "reviews.txt", "--embed-dim", "16", "--hidden-dim", "32", "--steps", "2", "--slots", "0",
+            "--batch-size", "16", "--out", "plain")
+    assert r.exit_code == 0, r.output
+    meta = json.loads((workdir / "plain" / "run.json").read_text())
+    assert meta["model_config"]["slots"] == 0 and meta["train_config"]["batch_size"] == 16

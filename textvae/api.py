@@ -196,8 +196,13 @@ class Model:
         return texts
 
     def sample_prior(self, n: int, seed: int | None = None) -> torch.Tensor:
+        """n codes from the model's prior: N(0, I), or the Gaussian fitted to its training codes."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        return torch.randn((n, self.latent_dim), generator=gen)
+        return self._prior(torch.randn((n, self.latent_dim), generator=gen))
+
+    def _prior(self, eps: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model.prior_sample(eps.to(self.device)).cpu()
 
     def sample_near(self, text: str, n: int, radius: float = 1.0, seed: int | None = None, label=None) -> torch.Tensor:
         """n codes around `text`'s posterior: mu + radius * sigma * eps."""
@@ -227,7 +232,7 @@ class Model:
         for b, start in enumerate(range(0, n, BLOCK)):
             m = min(BLOCK, n - start)
             eps = torch.randn((BLOCK, self.latent_dim), generator=torch.Generator().manual_seed(_mix(base, b, 0)))[:m]
-            z = eps if near is None else reparameterize(mu, logvar, eps=radius * eps)
+            z = self._prior(eps) if near is None else reparameterize(mu, logvar, eps=radius * eps)
             labels = label if label is None or isinstance(label, str) else list(label)[start:start + m]
             yield self.decode(z, d, seed=_mix(base, b, 1), labels=labels, noise_width=BLOCK)
 

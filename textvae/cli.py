@@ -160,10 +160,11 @@ def train(ctx, corpus, resume_run, out, decoder_from, force, **opts):
             if decoder_from:
                 lm = _decoder_source(ctx, decoder_from, opts)
             data = DataConfig(corpus=corpus, **{f: opts[k] for k, f in opt.DATA_FIELDS.items()})
-            model_options = {f: opts[k] for k, f in opt.MODEL_FIELDS.items()}
+            model_options = {f: opts[k] for k, f in opt.MODEL_FIELDS.items() if opts[k] is not None or f == "encoder_dim"}
             cfg = TrainConfig(**{f: opts[k] for k, f in opt.TRAIN_FIELDS.items()})
+            chosen = {f for k, f in {**opt.MODEL_FIELDS, **opt.TRAIN_FIELDS}.items() if _given(ctx, k)}
             run = runs.start(data, model_options, cfg, out=out, force=force, lm=lm, decoder_from=decoder_from,
-                             progress=progress)
+                             progress=progress, chosen=chosen)
     _announce(run)
     final = _drive_training(run)
     if distributed.is_main():
@@ -201,6 +202,8 @@ def _announce(run) -> None:
               f"{'words' if run.info.data.unit == 'word' else 'items'}{note}")
     for line in data.notes:
         err.print(f"[yellow]note:[/] {_plain(line)}")
+    if run.chose:
+        err.print(f"{_plain(run.chose)} (options you give win)")
     unknown = run.unknown_characters() if run.info.decoder_from else 0
     if unknown:
         err.print(f"[yellow]note:[/] {unknown:,} characters of the corpus are not among the language model's "

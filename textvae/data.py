@@ -590,6 +590,10 @@ class PreparedData:
     def longest_item(self) -> int:
         return int(self.train.lengths.max())
 
+    @property
+    def mean_length(self) -> float:
+        return float(self.train.lengths.mean())
+
 
 def is_plain_text(source: str) -> bool:
     p = Path(source)

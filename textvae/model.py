@@ -10,11 +10,13 @@ from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .tokenizer import BOS_ID, PAD_ID
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+SLOT_SUMMARY = 64       # size of the code summary fed to every decoder step when the code is made of slots
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,13 @@ class ModelConfig:
     num_labels: int = 0             # > 0: a conditional VAE, q(z|x,y) and p(x|z,y) (Sohn et al. 2015)
     label_dim: int = 16             # size of a label embedding (conditional models)
     null_label: bool = False        # one more label id, num_labels, meaning "no label" (label dropout, guidance)
+    slots: int = 0                  # 0: one code for the whole item (Bowman et al.); N > 0: z is N slots of
+                                    # latent_dim / N each, slot k summarising characters [k*span, (k+1)*span),
+                                    # and the decoder reads them by attention (long items: sentences)
+    slot_span: int = 16             # characters per slot
+    fitted_prior: bool = False      # generate from a Gaussian fitted to the training codes (ex-post density
+                                    # estimation, Ghosh et al. 2020) rather than N(0, I): at a high rate the
+                                    # codes fill only part of the prior's space
 
     def __post_init__(self):
         if self.encoder_dim is None and isinstance(self.hidden_dim, int):
@@ -49,6 +58,10 @@ class ModelConfig:
             raise ValueError(f"model setting num_labels={self.num_labels!r} is outside 0..1000000")
         if not isinstance(self.label_dim, int) or not 1 <= self.label_dim <= 65_536:
             raise ValueError(f"model setting label_dim={self.label_dim!r} is outside 1..65536")
+        if not isinstance(self.slots, int) or not 0 <= self.slots <= 4096 or not 1 <= self.slot_span <= 65_536:
+            raise ValueError(f"model settings slots={self.slots!r}, slot_span={self.slot_span!r} are out of range")
+        if self.slots and (self.lm or self.latent_dim % self.slots):
+            raise ValueError(f"a code of {self.slots} slots needs a VAE whose latent_dim ({self.latent_dim}) they divide")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,14 +121,45 @@ class TextVAE(nn.Module):
             self.encoder = rnn(c.embed_dim, c.encoder_dim, c.num_layers, batch_first=True, dropout=drop)
             if c.bidirectional:
                 self.encoder_reverse = rnn(c.embed_dim, c.encoder_dim, c.num_layers, batch_first=True, dropout=drop)
-            self.to_posterior = nn.Linear(directions * c.encoder_dim + label_in, 2 * c.latent_dim)
+            per_code = c.latent_dim // c.slots if c.slots else c.latent_dim
+            self.to_posterior = nn.Linear(directions * c.encoder_dim + label_in, 2 * per_code)
         if not c.lm or c.num_labels:
             # z (and label) -> the decoder's initial hidden state (and cell state, for an LSTM), every layer
             states = 2 if c.cell == "lstm" else 1
             self.to_state = nn.Linear(self._code_in, states * c.num_layers * c.hidden_dim)
-        step_in = c.embed_dim + (self._code_in if c.z_every_step and (not c.lm or c.num_labels) else 0)
-        self.decoder = rnn(step_in, c.hidden_dim, c.num_layers, batch_first=True, dropout=drop)
+        every_step = self._code_in if c.z_every_step and (not c.lm or c.num_labels) else 0
+        if c.slots:
+            # A code of many slots reaches every step as a short summary; its detail comes by attention
+            # (Luong et al. 2015) over the slots, queried by the decoder's state and its position.
+            self.to_summary = nn.Linear(self._code_in, SLOT_SUMMARY)
+            every_step = SLOT_SUMMARY if c.z_every_step else 0
+            H, slot_dim = c.hidden_dim, c.latent_dim // c.slots
+            self.slot_key = nn.Linear(slot_dim, H)
+            self.slot_value = nn.Linear(slot_dim, H)
+            self.slot_embedding = nn.Parameter(torch.randn(c.slots, H) * 0.1)
+            self.position_query = nn.Embedding(c.slots * c.slot_span + 1, H)
+            self.mix = nn.Linear(2 * H, H)
+        self.decoder = rnn(c.embed_dim + every_step, c.hidden_dim, c.num_layers, batch_first=True, dropout=drop)
         self.to_logits = nn.Linear(c.hidden_dim, c.vocab_size)
+        if c.fitted_prior and not c.lm:
+            self.register_buffer("prior_mean", torch.zeros(c.latent_dim))
+            self.register_buffer("prior_scale", torch.eye(c.latent_dim))        # Cholesky factor of the covariance
+
+    def prior_sample(self, eps: torch.Tensor) -> torch.Tensor:
+        """Codes from standard normal noise eps (N, Z): eps itself under N(0, I), else mean + scale @ eps."""
+        if not hasattr(self, "prior_mean"):
+            return eps
+        return self.prior_mean.to(eps) + eps @ self.prior_scale.to(eps).T
+
+    @torch.no_grad()
+    def fit_prior(self, mu: torch.Tensor, logvar: torch.Tensor) -> None:
+        """Fit the generating Gaussian to the aggregate posterior of the codes (N, Z): the means' mean, and their
+        covariance plus the mean posterior variance (the moments of the mixture of the items' posteriors)."""
+        mu, var = mu.float(), logvar.float().exp()
+        cov = torch.cov(mu.T).reshape(mu.shape[1], mu.shape[1]) + torch.diag(var.mean(dim=0))
+        cov = cov + 1e-5 * torch.eye(cov.shape[0], device=cov.device)
+        self.prior_mean.copy_(mu.mean(dim=0))
+        self.prior_scale.copy_(torch.linalg.cholesky(cov))
 
     def start_decoder_from(self, lm: "TextVAE", code_scale: float = 0.1) -> None:
         """Start this VAE's decoder from a trained language model (`--decoder-from`).
@@ -126,6 +170,8 @@ class TextVAE(nn.Module):
         c, s = self.config, lm.config
         if c.lm:
             raise ValueError("a language model has no code to learn: start a VAE from a language model")
+        if c.slots:
+            raise ValueError("a code of slots reads the decoder differently: start a one-code VAE (--slots 0)")
         if not s.lm or s.num_labels:
             raise ValueError("the decoder can only start from an unconditional language model (a --lm run)")
         for name in ("vocab_size", "cell", "embed_dim", "hidden_dim", "num_layers"):
@@ -171,21 +217,33 @@ class TextVAE(nn.Module):
         B, T = tokens.shape
         last = (lengths - 1).clamp_min(0).view(B, 1, 1).expand(B, 1, c.encoder_dim)   # index of each item's last step
         out, _ = self.encoder(self.embedding(tokens))                                # (B, T, H) padded, no packing
-        summary = out.gather(1, last).squeeze(1)                                      # (B, H) state after the item
+        t = torch.arange(T, device=tokens.device).unsqueeze(0)                        # (1, T)
         if c.bidirectional:
-            t = torch.arange(T, device=tokens.device).unsqueeze(0)                    # (1, T)
             rev = torch.where(t < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - t, t)  # reverse within length
             out_r, _ = self.encoder_reverse(self.embedding(tokens.gather(1, rev)))
-            summary = torch.cat([summary, out_r.gather(1, last).squeeze(1)], dim=-1)  # (B, 2H)
+        if c.slots:                                   # each slot: the mean of the states over its characters
+            if c.bidirectional:
+                out = torch.cat([out, out_r.gather(1, rev.unsqueeze(2).expand_as(out_r))], dim=-1)  # (B, T, 2H)
+            slot = (t // c.slot_span).clamp(max=c.slots - 1)                          # (1, T)
+            inside = (t < lengths.unsqueeze(1)).to(out.dtype)                          # (B, T)
+            weights = F.one_hot(slot, c.slots).to(out.dtype) * inside.unsqueeze(2)     # (B, T, K)
+            weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
+            summary = torch.einsum("btk,bth->bkh", weights, out)                       # (B, K, 2H)
+        else:
+            summary = out.gather(1, last).squeeze(1)                                  # (B, H) state after the item
+            if c.bidirectional:
+                summary = torch.cat([summary, out_r.gather(1, last).squeeze(1)], dim=-1)  # (B, 2H)
         if c.num_labels:
-            summary = torch.cat([summary, self.label_embedding(labels).to(summary.dtype)], dim=-1)
-        mu, logvar = self.to_posterior(summary).chunk(2, dim=-1)
-        return mu, logvar.clamp(-20.0, 10.0)
+            y = self.label_embedding(labels).to(summary.dtype)
+            summary = torch.cat([summary, y.unsqueeze(1).expand(-1, c.slots, -1) if c.slots else y], dim=-1)
+        mu, logvar = self.to_posterior(summary).chunk(2, dim=-1)                       # (B, [K,] Z / K)
+        return mu.reshape(B, -1), logvar.clamp(-20.0, 10.0).reshape(B, -1)
 
     # -- p(x|z) --------------------------------------------------------------------
 
     def initial_state(self, z: torch.Tensor):
-        """The decoder's first state from the code: tanh(W z + b), shaped (L, B, H) (a pair for an LSTM).
+        """The decoder's first state from the code: tanh(W z + b), shaped (L, B, H) (a pair for an LSTM); with
+        slots, the position (1, B) of the next character follows, so that `step` knows where it is.
 
         `z` here (and in `step`) is the conditioned code, `condition(z, labels)`."""
         c = self.config
@@ -195,15 +253,31 @@ class TextVAE(nn.Module):
             return (h, torch.zeros_like(h)) if c.cell == "lstm" else h
         s = torch.tanh(self.to_state(z))
         if c.cell == "lstm":
-            h, cell = s.view(B, 2, c.num_layers, c.hidden_dim).permute(1, 2, 0, 3).contiguous()
-            return h, cell
-        return s.view(B, c.num_layers, c.hidden_dim).transpose(0, 1).contiguous()
+            state = tuple(s.view(B, 2, c.num_layers, c.hidden_dim).permute(1, 2, 0, 3).contiguous())
+        else:
+            state = (s.view(B, c.num_layers, c.hidden_dim).transpose(0, 1).contiguous(),)
+        if c.slots:
+            return (*state, torch.zeros((1, B), dtype=torch.long, device=z.device))
+        return state if c.cell == "lstm" else state[0]
 
     def _step_inputs(self, inputs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         x = self.embedding(inputs)                                           # (B, T, E)
         if self.config.z_every_step and (not self.config.lm or self.config.num_labels):
-            x = torch.cat([x, z.unsqueeze(1).expand(-1, x.shape[1], -1).to(x.dtype)], dim=-1)
+            code = self.to_summary(z) if self.config.slots else z
+            x = torch.cat([x, code.unsqueeze(1).expand(-1, x.shape[1], -1).to(x.dtype)], dim=-1)
         return x
+
+    def _read_slots(self, code: torch.Tensor, out: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, V) from the decoder's states `out` (B, T, H) and attention over the code's slots:
+        query = state + an embedding of the character's position, keys and values from each slot's code."""
+        c = self.config
+        B, H = code.shape[0], c.hidden_dim
+        z = code[:, :c.latent_dim].reshape(B, c.slots, -1).to(out.dtype)            # (B, K, Z / K)
+        keys = self.slot_key(z) + self.slot_embedding.to(out.dtype)                 # (B, K, H)
+        query = out + self.position_query(positions.clamp(max=self.position_query.num_embeddings - 1))
+        attention = torch.einsum("bth,bkh->btk", query, keys).div(H ** 0.5).softmax(dim=-1)
+        context = torch.einsum("btk,bkh->bth", attention, self.slot_value(z))      # (B, T, H)
+        return self.to_logits(torch.tanh(self.mix(torch.cat([out, context], dim=-1))))
 
     def decode(self, z: torch.Tensor, inputs: torch.Tensor, lengths: torch.Tensor | None = None,
                labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -213,12 +287,24 @@ class TextVAE(nn.Module):
     def decode_code(self, code: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """Teacher-forced decoding of a conditioned code (B, code) -> logits (B, T, V)."""
         # The decoder is causal, so padding after an item cannot change that item's logits: no packing.
-        out, _ = self.decoder(self._step_inputs(inputs, code), self.initial_state(code))
+        state = self.initial_state(code)
+        if self.config.slots:
+            rnn_state = state[:-1] if self.config.cell == "lstm" else state[0]
+            out, _ = self.decoder(self._step_inputs(inputs, code), rnn_state)
+            positions = torch.arange(inputs.shape[1], device=inputs.device).unsqueeze(0)
+            return self._read_slots(code, out, positions)
+        out, _ = self.decoder(self._step_inputs(inputs, code), state)
         return self.to_logits(out)                                           # (B, T, V)
 
     def step(self, z: torch.Tensor, inputs: torch.Tensor, state):
         """One decoding step for sampling: inputs (B,) -> logits (B, V), next state."""
         x = self._step_inputs(inputs.unsqueeze(1), z)
+        if self.config.slots:
+            *rnn_state, position = state
+            out, rnn_state = self.decoder(x, tuple(rnn_state) if self.config.cell == "lstm" else rnn_state[0])
+            logits = self._read_slots(z, out, position.transpose(0, 1))[:, 0]
+            rnn_state = rnn_state if self.config.cell == "lstm" else (rnn_state,)
+            return logits, (*rnn_state, position + 1)
         out, state = self.decoder(x, state)
         return self.to_logits(out[:, 0]), state
 

@@ -46,7 +46,7 @@ DATA_FIELDS = {"valid_path": "valid", "unit": "unit", "column": "column", "label
                "max_len": "max_len", "encoding": "encoding", "errors": "errors", "stream": "stream"}
 MODEL_FIELDS = {"cell": "cell", "embed_dim": "embed_dim", "hidden_dim": "hidden_dim", "encoder_dim": "encoder_dim",
                 "latent_dim": "latent_dim", "layers": "num_layers", "bidirectional": "bidirectional",
-                "z_every_step": "z_every_step", "lm": "lm"}
+                "z_every_step": "z_every_step", "lm": "lm", "slots": "slots", "slot_span": "slot_span"}
 TRAIN_FIELDS = {"epochs": "epochs", "steps": "max_steps", "minutes": "max_minutes", "patience": "patience",
                 "batch_size": "batch_size", "lr": "lr", "clip": "clip", "kl_schedule": "kl_schedule",
                 "kl_warmup": "kl_warmup", "beta": "beta", "free_bits": "free_bits", "word_dropout": "word_dropout",
@@ -77,6 +77,10 @@ TRAIN_OPTIONS = [
     click.option("--latent-dim", type=click.IntRange(1, 65536), default=_m("latent_dim"), show_default=True,
                  help="Size of the code z."),
     click.option("--layers", type=click.IntRange(1, 16), default=_m("num_layers"), show_default=True, help="Stacked RNN layers."),
+    click.option("--slots", type=click.IntRange(0, 4096),
+                 help="0: one code for the whole item (Bowman et al. 2016); N: a code of N slots, one per --slot-span "
+                      "characters, read by attention [default: 0, or one per 8 characters for sentences]."),
+    click.option("--slot-span", type=click.IntRange(1, 65536), help="Characters per slot [default: 8]."),
     click.option("--bidirectional/--unidirectional", default=_m("bidirectional"), show_default=True, help="Encoder direction."),
     click.option("--z-every-step/--z-initial-only", default=_m("z_every_step"), show_default=True,
                  help="Feed z to the decoder at every step, or only through its initial state (plain Bowman)."),

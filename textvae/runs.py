@@ -30,6 +30,27 @@ LAST_RUN_FILE = ".textvae-last"     # in the working directory: the run that the
 WARM_FREE_BITS = 0.1    # --free-bits under --decoder-from: a little information in z costs the LM's likelihood least
 
 
+# Items at least this long on average (in characters) are read as sentences, and get settings of their own
+# unless the user chose them: a code of slots, one per SENTENCE_SPAN characters of SLOT_DIMS dimensions, free
+# bits of a nat per dimension (a code as large as the item needs), and more, smaller steps.
+SENTENCE_CHARS = 40
+SENTENCE_SPAN = 8
+SLOT_DIMS = 8
+SENTENCE_TRAIN = {"free_bits": 1.0, "batch_size": 32, "lr": 3e-3}
+
+
+def sentence_settings(mean_length: float, longest: int) -> tuple[dict, dict, str] | None:
+    """(model settings, training settings, why) for a corpus of sentences, or None for shorter items."""
+    if mean_length < SENTENCE_CHARS:
+        return None
+    slots = max(1, -(-longest // SENTENCE_SPAN))
+    model = {"slots": slots, "slot_span": SENTENCE_SPAN, "latent_dim": slots * SLOT_DIMS, "fitted_prior": True}
+    why = (f"items of {mean_length:.0f} characters on average read as sentences: a code of {slots} slots of "
+           f"{SLOT_DIMS} dimensions, one per {SENTENCE_SPAN} characters, samples drawn from a Gaussian fitted to the "
+           f"training codes, free bits {SENTENCE_TRAIN['free_bits']:g}, batches of {SENTENCE_TRAIN['batch_size']}")
+    return model, dict(SENTENCE_TRAIN), why
+
+
 class RunError(Exception):
     """A run cannot be started or resumed as asked; worded for the user."""
 
@@ -43,6 +64,7 @@ class Run:
     out_dir: Path
     device: torch.device
     resume: dict | None = None
+    chose: str | None = None          # settings chosen from the corpus, in words
 
     def events(self, stop: threading.Event | None = None) -> Iterator[dict]:
         return train(self.model, self.data.tokenizer, self.data.train, self.data.valid, self.cfg, self.out_dir,
@@ -115,10 +137,12 @@ def _check_writable(out_dir: Path) -> None:
 
 
 def start(data_cfg: DataConfig, model_options: dict, cfg: TrainConfig, out: str | None = None, force: bool = False,
-          lm: TextVAE | None = None, decoder_from: str | None = None, progress=None) -> Run:
+          lm: TextVAE | None = None, decoder_from: str | None = None, progress=None,
+          chosen: set[str] | frozenset = frozenset()) -> Run:
     """A new run: read the corpus, build the model (its decoder from the language model `lm`, loaded from
     `decoder_from` by `decoder_source`, if given), and make the output directory ready (`force` replaces a
-    run already there)."""
+    run already there). A corpus of sentences gets `sentence_settings` for every model or training setting
+    not named in `chosen` (the ones the user set)."""
     if data_cfg.corpus is None:
         raise RunError("give a CORPUS to train on (or --resume RUN)")
     source, folder_valid = resolve_corpus(data_cfg.corpus)
@@ -133,8 +157,19 @@ def start(data_cfg: DataConfig, model_options: dict, cfg: TrainConfig, out: str 
     distributed.barrier()                   # every process has looked before the first one writes
     device = pick_device(cfg.device)
     labels = data.labels or []
-    model_cfg = ModelConfig(vocab_size=data.tokenizer.vocab_size, num_labels=len(labels),
-                            null_label=bool(labels) and cfg.label_dropout > 0, **model_options)
+    chose = None
+    settings = sentence_settings(data.mean_length, data.longest_item)
+    if settings is not None and lm is None and not model_options.get("lm"):
+        model_set, train_set, chose = settings
+        if "latent_dim" in chosen and model_options["latent_dim"] % model_set["slots"]:
+            model_set = {}                  # a code size the slots do not divide: one code, as asked
+        model_options = {**model_options, **{k: v for k, v in model_set.items() if k not in chosen}}
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in train_set.items() if k not in chosen})
+    try:
+        model_cfg = ModelConfig(vocab_size=data.tokenizer.vocab_size, num_labels=len(labels),
+                                null_label=bool(labels) and cfg.label_dropout > 0, **model_options)
+    except ValueError as e:
+        raise RunError(str(e)) from None
     torch.manual_seed(cfg.seed)
     model = TextVAE(model_cfg)
     if lm is not None:
@@ -147,7 +182,7 @@ def start(data_cfg: DataConfig, model_options: dict, cfg: TrainConfig, out: str 
             for f in RUN_FILES:
                 (out_dir / f).unlink(missing_ok=True)
         _check_writable(out_dir)
-    return Run(model, data, cfg, info, out_dir, device)
+    return Run(model, data, cfg, info, out_dir, device, chose=chose)
 
 
 def resume(run_dir: str, overrides: dict, progress=None) -> Run:

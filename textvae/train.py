@@ -337,8 +337,27 @@ class Trainer:
             figures["lr"] = lr
         return figures
 
+    @torch.no_grad()
+    def _fit_prior(self, items: int = 5000) -> None:
+        """Fit a model's generating Gaussian to the posteriors of (up to `items`) training items."""
+        data, model = self.train_data, self.model
+        index = np.random.default_rng(self.cfg.seed).permutation(len(data))[:items]
+        mus, logvars = [], []
+        model.eval()
+        for start in range(0, len(index), 256):
+            part = np.sort(index[start:start + 256])
+            tokens, lengths = data.batch(part)
+            labels = data.labels_of(part)
+            mu, logvar = model.encode(tokens.to(self.device), lengths.to(self.device),
+                                      None if labels is None else labels.to(self.device))
+            mus.append(mu)
+            logvars.append(logvar)
+        model.fit_prior(torch.cat(mus), torch.cat(logvars))
+
     def _validation_figures(self) -> dict:
         cfg, model = self.cfg, self.model
+        if hasattr(model, "prior_mean"):
+            self._fit_prior()
         metrics = evaluate_elbo(model, self.valid_data, seed=cfg.seed, autocast_dtype=self.amp)
         metrics.update(posterior_stats(model, self.valid_data, seed=cfg.seed))
         if cfg.recon_items and not model.config.lm:
