@@ -36,7 +36,7 @@ WARM_FREE_BITS = 0.1    # --free-bits under --decoder-from: a little information
 SENTENCE_CHARS = 40
 SENTENCE_SPAN = 8
 SLOT_DIMS = 8
-SENTENCE_TRAIN = {"free_bits": 1.0, "batch_size": 32, "lr": 5e-3, "word_dropout": 0.1}
+SENTENCE_TRAIN = {"free_bits": 1.0, "batch_size": 32, "lr": 5e-3, "word_dropout": 0.1, "recon_items": 200}
 
 
 def sentence_settings(mean_length: float, longest: int) -> tuple[dict, dict, str] | None:
