@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from textvae.model import ModelConfig, TextVAE, decoder_inputs, reparameterize
-from textvae.tokenizer import BOS_ID, CharTokenizer
+from textvae.tokenizer import BOS_ID, PAD_ID, CharTokenizer
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -91,3 +91,41 @@ def test_a_vae_started_from_a_language_model_begins_as_that_model():
         TextVAE(ModelConfig(tok.vocab_size, hidden_dim=16, embed_dim=8)).start_decoder_from(lm)
     with pytest.raises(ValueError, match="language model"):
         vae.start_decoder_from(vae)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("labels", [0, 2])
+def test_a_code_of_slots_decodes_step_by_step_as_when_teacher_forced(cell, labels):
+    torch.manual_seed(0)
+    c = ModelConfig(30, cell=cell, embed_dim=8, hidden_dim=16, latent_dim=12, slots=4, slot_span=3,
+                    num_labels=labels, null_label=bool(labels))
+    m = TextVAE(c).eval()
+    tokens = torch.randint(4, 30, (5, 11))
+    lengths = torch.tensor([11, 7, 3, 1, 9])
+    for i, n in enumerate(lengths):
+        tokens[i, n:] = PAD_ID
+    y = torch.tensor([0, 1, 0, 1, 0]) if labels else None
+    out = m(tokens, lengths, labels=y, sample=False)
+    assert out.mu.shape == (5, 12) and out.logits.shape == (5, 11, 30)
+    code, inputs = m.condition(out.z, y), decoder_inputs(tokens)
+    state, steps = m.initial_state(code), []
+    for t in range(inputs.shape[1]):
+        logits, state = m.step(code, inputs[:, t], state)
+        steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, dim=1), m.decode_code(code, inputs), atol=1e-5, rtol=1e-5)
+    padded = torch.cat([tokens, torch.zeros(5, 4, dtype=torch.long)], dim=1)     # padding changes no code
+    torch.testing.assert_close(m.encode(padded, lengths, y)[0], out.mu, atol=1e-5, rtol=1e-5)
+
+
+def test_a_fitted_prior_samples_like_the_codes_it_was_fitted_to():
+    torch.manual_seed(0)
+    m = TextVAE(ModelConfig(20, embed_dim=8, hidden_dim=16, latent_dim=4, fitted_prior=True))
+    mean, scale = torch.tensor([2.0, -1.0, 0.0, 0.5]), torch.tensor([0.5, 1.0, 2.0, 0.1])
+    mu = mean + scale * torch.randn(20_000, 4)
+    m.fit_prior(mu, torch.full((20_000, 4), -20.0))
+    z = m.prior_sample(torch.randn(20_000, 4))
+    torch.testing.assert_close(z.mean(0), mean, atol=0.05, rtol=0)
+    torch.testing.assert_close(z.std(0), scale, atol=0.05, rtol=0.05)
+    plain = TextVAE(ModelConfig(20, embed_dim=8, hidden_dim=16, latent_dim=4))
+    eps = torch.randn(3, 4)
+    assert torch.equal(plain.prior_sample(eps), eps)                  # N(0, I) unless fitted
