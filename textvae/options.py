@@ -16,7 +16,16 @@ from .objective import SCHEDULES
 from .runs import WARM_FREE_BITS
 from .schedule import DEFAULT_EPOCHS, DEFAULT_MINUTES, LR_SCHEDULES, MIN_STEPS
 from .serve import MAP_ITEMS, MAX_MAP_ITEMS
-from .train import GPU_BATCH, LEGACY_BATCH, SMALL_CORPUS, TrainConfig
+from .train import (
+    DEFAULT_LR,
+    DEFAULT_WORD_DROPOUT,
+    GPU_BATCH,
+    LEGACY_BATCH,
+    LEGACY_LR,
+    LEGACY_WORD_DROPOUT,
+    SMALL_CORPUS,
+    TrainConfig,
+)
 
 
 def _default(cls, name: str):
@@ -103,8 +112,8 @@ TRAIN_OPTIONS = [
     click.option("--batch-size", type=click.IntRange(1),
                  help=f"Items per step [default: 64 on a CPU, 128 for corpora of {SMALL_CORPUS:,} items or more, "
                       f"{GPU_BATCH} on a GPU; {LEGACY_BATCH} with --lr-schedule constant]."),
-    click.option("--lr", type=click.FloatRange(0, min_open=True), default=_t("lr"), show_default=True,
-                 help="Peak Adam learning rate."),
+    click.option("--lr", type=click.FloatRange(0, min_open=True),
+                 help=f"Peak Adam learning rate [default: {DEFAULT_LR:g}; {LEGACY_LR:g} with --lr-schedule constant]."),
     click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_t("lr_schedule"), show_default=True,
                  help="Warm-up, then cosine or linear decay to --lr-floor at the budget's end; constant: no "
                       "decay, the earlier behaviour (10 epochs by default, KL warm-up not fitted to the budget)."),
@@ -121,8 +130,9 @@ TRAIN_OPTIONS = [
     click.option("--free-bits", type=click.FloatRange(0), default=_t("free_bits"),
                  help="Nats per latent dimension that cost nothing (Kingma et al. 2016); 0 turns it off "
                       f"[default: {_t('free_bits')}; {WARM_FREE_BITS} with --decoder-from]."),
-    click.option("--word-dropout", type=click.FloatRange(0, 1, max_open=True), default=_t("word_dropout"),
-                 show_default=True, help="Chance of hiding each decoder input character (Bowman et al. 2016)."),
+    click.option("--word-dropout", type=click.FloatRange(0, 1, max_open=True),
+                 help="Chance of hiding each decoder input character (Bowman et al. 2016) [default: "
+                      f"{DEFAULT_WORD_DROPOUT:g}; {LEGACY_WORD_DROPOUT:g} with --lr-schedule constant]."),
     click.option("--label-dropout", type=click.FloatRange(0, 1, max_open=True), default=_t("label_dropout"),
                  show_default=True, help="With --label: chance of hiding an item's label, so the model also learns "
                  "items with no label and can be guided towards one when decoding (--guidance); 0 turns it off."),
