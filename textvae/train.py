@@ -195,7 +195,7 @@ class Trainer:
         return plan(self.per_epoch, self.device.type, cfg.lr_schedule, cfg.epochs, cfg.max_steps, cfg.max_minutes,
                     cfg.lr_warmup, step_s, valid_s)
 
-    def _measure(self, steps: int = 6) -> tuple[float, float]:
+    def _measure(self, steps: int = 6, seconds: float = 3.0) -> tuple[float, float]:
         """Seconds per training step (at the mean padded size of an epoch's batches) and per validation, timed on
         a copy of the model; the random state is put back, so the run is the same as without measuring."""
         rng = torch.get_rng_state()
@@ -208,16 +208,22 @@ class Trainer:
         try:
             batches = self.train_data.batch_indices(self.cfg.batch_size, shuffle=True, seed=self.cfg.seed + 7919)
             padded = np.array([len(b) * (int(self.train_data.lengths[b].max()) + 1) for b in batches], dtype=float)
-            probe = np.random.default_rng(self.cfg.seed).permutation(len(batches))[:steps]
+            order = np.random.default_rng(self.cfg.seed).permutation(len(batches))
             self.model.train()
-            for i in probe:                      # a first pass: each new shape costs its kernels' set-up once
+            times, chars, start = [], [], time.perf_counter()
+            # random batches for `seconds` (at least 3 * steps of them): the first third pays for new shapes'
+            # kernels; on the rest, a step's time is fitted as a + b * padded characters
+            while len(times) < min(len(order), 200) and (time.perf_counter() - start < seconds or len(times) < 3 * steps):
+                i = order[len(times) % len(order)]
+                t0 = time.perf_counter()
                 self.step(batches[i], count=False)
-            _sync(self.device)
-            t0 = time.perf_counter()
-            for i in probe:
-                self.step(batches[i], count=False)
-            _sync(self.device)
-            per_char = (time.perf_counter() - t0) / padded[probe].sum()
+                _sync(self.device)
+                times.append(time.perf_counter() - t0)
+                chars.append(padded[i])
+            keep = len(times) // 3
+            x, y = np.array(chars[keep:]), np.array(times[keep:])
+            slope = max(float(np.polyfit(x, y, 1)[0]), 0.0) if len(set(x)) > 1 else 0.0
+            step_s = float(y.mean() + slope * (padded.mean() - x.mean()))
             t0, parts = time.perf_counter(), {}
             self._validation_figures(parts)
             _sync(self.device)
@@ -234,7 +240,7 @@ class Trainer:
             torch.set_rng_state(rng)
             if rng_cuda is not None:
                 torch.cuda.set_rng_state(rng_cuda)
-        return per_char * padded.mean(), valid_s
+        return max(step_s, 1e-6), valid_s
 
     def _board(self):
         try:
