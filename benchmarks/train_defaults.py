@@ -4,6 +4,7 @@ the training-budget issue (wall time, steps, test IW-NLL, estimated against real
     python benchmarks/train_defaults.py corpora/names_en corpora/words_en            # VAE and LM, both schedules
     python benchmarks/train_defaults.py corpora/names_en --only new --models lm       # a subset
     python benchmarks/train_defaults.py corpora/names_en --extra "--batch-size 32"   # a variant of the new defaults
+    python benchmarks/train_defaults.py corpora/sentences_en --earlier-extra "--minutes 15"  # the earlier, same time
 
 "earlier" is `--lr-schedule constant`, which reproduces the earlier behaviour bit for bit (10 epochs of
 batches of 128 at a constant learning rate). Each run is a fresh `textvae train` process, one at a time;
@@ -62,6 +63,7 @@ def main() -> None:
     p.add_argument("--models", default="vae,lm")
     p.add_argument("--only", choices=["new", "earlier"])
     p.add_argument("--extra", default="", help="more options for the new-defaults run")
+    p.add_argument("--earlier-extra", default="", help="more options for the earlier-defaults run (e.g. --minutes 15)")
     p.add_argument("--tag", default="")
     p.add_argument("--samples", type=int, default=100, help="importance samples for the test IW-NLL")
     p.add_argument("--json", default="runs/defaults/results.jsonl")
@@ -74,7 +76,7 @@ def main() -> None:
             for schedule in ("earlier", "new"):
                 if a.only and schedule != a.only:
                     continue
-                extra = shlex.split(a.extra) if schedule == "new" else []
+                extra = shlex.split(a.extra if schedule == "new" else a.earlier_extra)
                 r = one(corpus, model, schedule, extra, a.tag if schedule == "new" else "", a.samples)
                 with open(a.json, "a") as f:
                     f.write(json.dumps(r) + "\n")

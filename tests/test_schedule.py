@@ -11,7 +11,7 @@ from words import WORDS
 from textvae.data import EncodedItems
 from textvae.model import ModelConfig, TextVAE
 from textvae.objective import KLSchedule, planned
-from textvae.schedule import MIN_STEPS, learning_rate, plan
+from textvae.schedule import MIN_STEPS, learning_rate, plan, refit
 from textvae.tokenizer import CharTokenizer
 from textvae.train import TrainConfig, train
 
@@ -45,6 +45,23 @@ def test_budget_from_steps_epochs_minutes_and_the_default():
     assert timed.valid_every == 100                    # never more often than every 100 steps
 
 
+def test_a_budget_in_time_is_refitted_to_the_pace_of_the_run():
+    default = plan(1000, "cpu", "cosine", None, None, None, None, step_s=0.1, valid_s=5.0)    # the 15-min limit
+    assert default.seconds is not None and default.most_steps == 10_000
+    # the run turns out 20% slower than measured: fewer steps, ending within the limit again
+    slower = refit(default, default.valid_every, default.valid_every * 0.12 + 6.0, 0.12, 6.0)
+    assert slower.total_steps < default.total_steps and slower.estimate_s <= default.seconds
+    assert slower.valid_every == default.valid_every and slower.lr_warmup == default.lr_warmup
+    # faster: more steps, but never more than the default budget wanted (10 epochs)
+    faster = refit(default, default.valid_every, default.valid_every * 0.01, 0.01, 0.5)
+    assert faster.total_steps == 10_000
+    minutes = plan(50, "cpu", "cosine", None, None, 1.0, None, step_s=0.1, valid_s=1.0)
+    assert refit(minutes, 100, 10.0, 0.05, 1.0).total_steps > minutes.total_steps      # --minutes: no step bound
+    assert plan(50, "cpu", "cosine", None, 700, None, None).seconds is None            # a budget in steps stays
+    late = refit(minutes, 100, 70.0, 0.1, 1.0)                                         # out of time already
+    assert late.total_steps == 101
+
+
 @pytest.mark.parametrize("kind", ["linear", "logistic", "cyclical"])
 def test_kl_warm_up_fitted_to_the_budget_reaches_its_final_value(kind):
     fitted = planned(KLSchedule(kind, warmup=2000, beta_max=0.8), total_steps=300)
@@ -73,6 +90,15 @@ def test_a_tiny_run_follows_its_planned_schedule(tmp_path):
     assert steps[-1]["beta"] == 0.5 and steps[0]["beta"] < 0.5       # the 10,000-step warm-up was fitted to 60 steps
     valids = [e for e in events if e["event"] == "valid"]
     assert [v["step"] for v in valids] == [60]                       # a short run validates at its end
+
+
+def test_a_run_with_minutes_refits_its_steps_after_the_first_validation(tmp_path):
+    events = _run(tmp_path, max_minutes=0.05)
+    refits = [e for e in events if e["event"] == "refit"]
+    valids = [e for e in events if e["event"] == "valid"]
+    assert len(refits) == 1 and refits[0]["step"] == valids[0]["step"]
+    assert events[-1]["step"] <= refits[0]["total_steps"] and refits[0]["estimate_s"] <= 0.05 * 60
+    assert events[-1]["time"] < 0.05 * 60 + 2
 
 
 def test_constant_schedule_reproduces_the_earlier_numbers(tmp_path):

@@ -227,7 +227,7 @@ def _finish(final: dict, out_dir: Path) -> None:
 
 def _drive_training(run) -> dict:
     """Iterate the run's events behind a progress bar; the final event."""
-    from .render import plan_line, valid_line
+    from .render import plan_line, refit_line, valid_line
     progress = _progress(TextColumn("{task.fields[stats]}"))
     final: dict = {}
     from .runs import stop_on_signals
@@ -246,6 +246,10 @@ def _drive_training(run) -> dict:
                 progress.update(task, completed=ev["step"], description=f"epoch {ev['epoch']}",
                                 stats=f"loss {ev['loss']:.2f}  rec {ev['recon']:.2f}  KL {ev['kl']:.2f}  "
                                       f"β {ev['beta']:.2f}  {ev['chars_per_s'] / 1000:.0f}k char/s")
+            elif kind == "refit":
+                progress.update(task, total=ev["total_steps"])
+                if abs(ev["total_steps"] - ev["before"]) > 0.02 * ev["before"]:
+                    progress.console.print(refit_line(ev))
             elif kind == "valid":
                 progress.update(task, completed=ev["step"])
                 progress.console.print(valid_line(ev))

@@ -192,3 +192,10 @@ def plan_line(ev: dict) -> str:
     if plan.get("estimate_s"):
         line += f"; estimated time {plan['estimate_s'] / 60:.1f} min"
     return line
+
+
+def refit_line(ev: dict) -> str:
+    """The budget refitted to the run's own pace (a budget in time)."""
+    return (f"pace: {ev['step_s']:.3g} s a step and {ev['valid_s']:.0f} s a validation on this run: "
+            f"{ev['total_steps']:,} steps in all instead of {ev['before']:,}, "
+            f"estimated time {ev['estimate_s'] / 60:.1f} min")

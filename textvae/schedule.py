@@ -8,6 +8,7 @@ up linearly and decays to a floor at the budget's end: cosine (Loshchilov & Hutt
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -33,6 +34,8 @@ class Plan:
     estimate_s: float | None  # the expected wall time, when it was measured
     step_s: float | None = None    # measured seconds per step (mean over an epoch's batch lengths)
     valid_s: float | None = None   # measured seconds per validation
+    seconds: float | None = None   # a budget in time: the seconds the steps were fitted into (else None)
+    most_steps: int | None = None  # and the most steps it may grow to when refitted (None: no bound)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -63,6 +66,7 @@ def plan(per_epoch: int, device: str, schedule: str, epochs: int | None, max_ste
         total = max_steps if max_steps is not None else (epochs or LEGACY_EPOCHS) * per_epoch
         return Plan(total, per_epoch, 0, f"{total:,} steps", None)
     timed = step_s is not None and valid_s is not None
+    bound: tuple[float, int | None] = (None, None)      # a budget in time, and the most steps it may grow to
 
     def cost(steps: int) -> float:
         return steps * step_s + _validations(steps, per_epoch) * valid_s
@@ -72,15 +76,19 @@ def plan(per_epoch: int, device: str, schedule: str, epochs: int | None, max_ste
     elif epochs is not None:
         total, why = epochs * per_epoch, f"{epochs} epochs of {per_epoch:,} steps (--epochs)"
     elif max_minutes is not None:
-        total = _steps_within(MINUTES_SHARE * max_minutes * 60, cost, per_epoch) if timed else per_epoch
+        seconds = MINUTES_SHARE * max_minutes * 60
+        total = _steps_within(seconds, cost, per_epoch) if timed else per_epoch
         why = f"{total:,} steps fit in {max_minutes:g} min (--minutes) at the measured speed"
+        if timed:
+            bound = (seconds, None)
     else:
         cap = DEFAULT_MINUTES["cuda" if device.startswith("cuda") else "cpu"]
         wanted = max(DEFAULT_EPOCHS * per_epoch, MIN_STEPS)
         reason = (f"{DEFAULT_EPOCHS} epochs of {per_epoch:,} steps" if wanted > MIN_STEPS else
                   f"at least {MIN_STEPS:,} steps ({wanted / per_epoch:.0f} epochs of {per_epoch:,}): a small corpus")
         if timed and cost(wanted) > cap * 60:
-            total = _steps_within(cap * 60, cost, per_epoch)
+            bound = (MINUTES_SHARE * cap * 60, wanted)
+            total = _steps_within(bound[0], cost, per_epoch)
             why = (f"{total:,} steps ({total / per_epoch:.1f} epochs): {reason} would take "
                    f"{_minutes(cost(wanted))}, over the default limit of {cap:g} min on this device; "
                    f"--steps, --epochs or --minutes to choose")
@@ -89,7 +97,24 @@ def plan(per_epoch: int, device: str, schedule: str, epochs: int | None, max_ste
     total = max(1, total)
     warmup = lr_warmup if lr_warmup is not None else min(500, max(1, total // 20))
     valid_every = _valid_every(total, per_epoch)
-    return Plan(total, valid_every, min(warmup, total), why, cost(total) if timed else None, step_s, valid_s)
+    return Plan(total, valid_every, min(warmup, total), why, cost(total) if timed else None, step_s, valid_s,
+                *bound)
+
+
+def refit(p: Plan, step: int, elapsed: float, step_s: float, valid_s: float) -> Plan:
+    """A budget in time, refitted at step `step` (after `elapsed` seconds) to the pace measured so far: the
+    steps that still fit in the time left, so that the run ends on time even where the first measurement
+    (a few seconds on an untrained model) was off. The rest of the plan stays as it was."""
+    def cost(steps: int) -> float:
+        return steps * step_s + math.ceil(steps / p.valid_every) * valid_s
+
+    left = p.seconds - elapsed
+    more = _steps_within(left, cost, p.valid_every) if cost(1) <= left else 1
+    total = step + more
+    if p.most_steps is not None:
+        total = min(total, max(p.most_steps, step + 1))
+    return dataclasses.replace(p, total_steps=total, estimate_s=elapsed + cost(total - step),
+                               step_s=step_s, valid_s=valid_s)
 
 
 def _valid_every(total: int, per_epoch: int) -> int:

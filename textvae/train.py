@@ -22,7 +22,7 @@ from .data import EncodedItems
 from .metrics import evaluate_elbo, posterior_stats, reconstruction_stats
 from .model import TextVAE, decoder_inputs
 from .objective import KLSchedule, character_dropout, elbo_terms, planned
-from .schedule import LR_SCHEDULES, Plan, learning_rate, plan
+from .schedule import LR_SCHEDULES, Plan, learning_rate, plan, refit
 from .tokenizer import CharTokenizer
 
 
@@ -152,7 +152,7 @@ class Trainer:
         self.pos = {"step": 0, "epoch": 1, "batch": 0, "best_nll": None, "best_metrics": {}, "skipped": 0,
                     "elapsed": 0.0, "stale": 0, "smoothed": None, "best_smoothed": None, "plan": None}
         self.resumed = resume is not None
-        self.start_time = time.monotonic()
+        self.start_time = created = time.monotonic()
         if resume is not None:
             self.optimizer.load_state_dict(resume["optimizer"])
             self.pos.update(resume["state"])
@@ -177,6 +177,7 @@ class Trainer:
                 "plan": self.plan.to_dict(), "train_items": len(train_data), "valid_items": len(valid_data),
             }, indent=2, ensure_ascii=False) + "\n")
         self.start_time = time.monotonic() - self.pos["elapsed"]
+        self.setup_s = 0.0 if self.resumed else self.start_time - created    # the budget's measurement
         self.bad_steps = 0
         self.board = self._board() if cfg.tensorboard and self.main else None
 
@@ -393,6 +394,27 @@ class Trainer:
                 timing["recon"] = time.perf_counter() - t0
         return metrics
 
+    def _refit(self, step_s: float, valid_s: float) -> dict:
+        """A budget in time, refitted after the first validation to the pace measured on the run itself."""
+        pos, before = self.pos, self.total_steps
+        if self.world > 1:                     # every process refits with the first one's figures
+            figures = torch.tensor([step_s, valid_s, self.setup_s + self.elapsed()], dtype=torch.float64,
+                                   device=self.device)
+            torch.distributed.broadcast(figures, 0)
+            step_s, valid_s, elapsed = figures.tolist()
+        else:
+            elapsed = self.setup_s + self.elapsed()
+        self.plan = refit(self.plan, pos["step"], elapsed, step_s, valid_s)
+        self.total_steps = self.plan.total_steps
+        if not self.legacy:
+            self.schedule = planned(KLSchedule(self.cfg.kl_schedule, self.cfg.kl_warmup, self.cfg.beta), self.total_steps)
+        pos["plan"] = {**self.plan.to_dict(), "budget": pos["plan"]["budget"]}
+        pos["refitted"] = True
+        self.log({"kind": "refit", "step": pos["step"], "total_steps": self.total_steps, "step_s": step_s,
+                  "valid_s": valid_s, "estimate_s": self.plan.estimate_s, "time": self.elapsed()})
+        return {"event": "refit", "step": pos["step"], "total_steps": self.total_steps,
+                "estimate_s": self.plan.estimate_s, "step_s": step_s, "valid_s": valid_s, "before": before}
+
     def validate(self) -> dict:
         """Validation figures, and the best and last checkpoints saved; early stopping counted."""
         pos = self.pos
@@ -426,6 +448,7 @@ class Trainer:
     def _events(self, stop: threading.Event | None) -> Iterator[dict]:
         cfg, pos = self.cfg, self.pos
         reason = "finished"
+        loop_start, first_step = self.elapsed(), pos["step"]
         yield {"event": "start", "total_steps": self.total_steps, "steps_per_epoch": self.per_epoch,
                "device": str(self.device), "parameters": sum(p.numel() for p in self.model.parameters()),
                "amp": str(self.amp) if self.amp else None, "resumed_at": pos["step"] if self.resumed else None,
@@ -466,7 +489,11 @@ class Trainer:
                 pos["epoch"] += 1                  # an epoch ended between two planned validations
                 pos["batch"] = 0
                 continue
+            valid_start = self.elapsed()
             metrics = self.validate()
+            if self.plan.seconds is not None and not pos.get("refitted") and pos["step"] < self.total_steps:
+                step_s = (valid_start - loop_start) / max(pos["step"] - first_step, 1)
+                yield self._refit(step_s, self.elapsed() - valid_start)
             if not metrics["best"] and cfg.patience is not None and pos["stale"] >= cfg.patience:
                 reason = "early stop"
             if pos["batch"] >= len(batches):
