@@ -406,8 +406,7 @@ class Trainer:
             elapsed = self.setup_s + self.elapsed()
         self.plan = refit(self.plan, pos["step"], elapsed, step_s, valid_s)
         self.total_steps = self.plan.total_steps
-        if not self.legacy:
-            self.schedule = planned(KLSchedule(self.cfg.kl_schedule, self.cfg.kl_warmup, self.cfg.beta), self.total_steps)
+        self.schedule = planned(KLSchedule(self.cfg.kl_schedule, self.cfg.kl_warmup, self.cfg.beta), self.total_steps)
         pos["plan"] = {**self.plan.to_dict(), "budget": pos["plan"]["budget"]}
         pos["refitted"] = True
         self.log({"kind": "refit", "step": pos["step"], "total_steps": self.total_steps, "step_s": step_s,
