@@ -82,3 +82,17 @@ def test_reconstruction_and_sample_reports():
     s = sample_report(["apple", "zzz", "zzz", "pear"], {"apple", "pear"})
     assert s["copied"] == 0.5 and s["new"] == 0.5 and s["duplicates"] == 0.25
     assert 0 < s["distinct_2"] <= 1
+
+
+def test_the_validation_objective_counts_free_bits_as_training_does(trained_run):
+    from textvae.metrics import evaluate_elbo
+    m = textvae.load(trained_run)
+    data = EncodedItems(ITEMS, m.tokenizer)
+    plain = evaluate_elbo(m.model, data)
+    assert plain["objective"] == pytest.approx(plain["nll_elbo"])              # no free bits: the -ELBO
+    Z = m.model.config.latent_dim
+    high = evaluate_elbo(m.model, data, free_bits=1000.0)                       # above every dimension's KL
+    assert high["objective"] == pytest.approx(high["recon"] + 1000.0 * Z)
+    low = evaluate_elbo(m.model, data, free_bits=1e-9)
+    assert low["objective"] == pytest.approx(plain["nll_elbo"], rel=1e-6)
+    assert plain["nll_elbo"] <= evaluate_elbo(m.model, data, free_bits=0.5)["objective"]

@@ -26,12 +26,15 @@ def _labels(data: EncodedItems, index, device) -> torch.Tensor | None:
 
 @torch.no_grad()
 def evaluate_elbo(model: TextVAE, data: EncodedItems, batch_size: int = 256, seed: int = 0,
-                  autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
-    """Single-sample ELBO on `data`, per item and per character (each item's <eos> counts as one)."""
+                  autocast_dtype: torch.dtype | None = None, free_bits: float = 0.0) -> dict[str, float]:
+    """Single-sample ELBO on `data`, per item and per character (each item's <eos> counts as one), and the
+    training objective per item (`objective`: with free bits, each dimension's mean KL counts as at least
+    `free_bits`)."""
     model.eval()
     device = _device_of(model)
     gen = torch.Generator(device=device).manual_seed(seed)
     total_recon = total_kl = 0.0
+    kl_dims = None
     for index, tokens, lengths in data.iterate(batch_size):
         tokens, lengths = tokens.to(device), lengths.to(device)
         y = _labels(data, index, device)
@@ -40,10 +43,14 @@ def evaluate_elbo(model: TextVAE, data: EncodedItems, batch_size: int = 256, see
             z = mu if model.config.lm else reparameterize(mu, logvar, gen)
             logits = model.decode(z, decoder_inputs(tokens), lengths, y)
         total_recon += float(reconstruction_nll(logits, tokens).sum())
-        total_kl += float(kl_divergence(mu.float(), logvar.float()).sum())
+        kl = kl_divergence(mu.float(), logvar.float())
+        total_kl += float(kl.sum())
+        kl_dims = kl.sum(dim=0).double() + (0 if kl_dims is None else kl_dims)
     n, chars = len(data), data.num_chars
     elbo = total_recon + total_kl
+    kept = float(kl_dims.div(n).clamp_min(free_bits).sum()) if kl_dims is not None and free_bits > 0 else total_kl / n
     return {
+        "objective": total_recon / n + kept,
         "recon": total_recon / n,
         "kl": total_kl / n,
         "nll_elbo": elbo / n,                       # -ELBO per item: an upper bound on -log p(x)

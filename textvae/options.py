@@ -107,8 +107,9 @@ TRAIN_OPTIONS = [
                  help="The budget in minutes: steps are planned from a measured step time; stops (and saves) "
                       "at this time at the latest."),
     click.option("--patience", type=click.IntRange(1),
-                 help="Early stopping: stop after this many validations without a better smoothed -ELBO, once "
-                      "the learning rate has decayed to half."),
+                 help="Early stopping: stop after this many validations without a better smoothed validation "
+                      "objective (-ELBO, free bits counted as in training), once the learning rate has decayed "
+                      "to half."),
     click.option("--batch-size", type=click.IntRange(1),
                  help=f"Items per step [default: 64 on a CPU, 128 for corpora of {SMALL_CORPUS:,} items or more, "
                       f"{GPU_BATCH} on a GPU; {LEGACY_BATCH} with --lr-schedule constant]."),

@@ -49,7 +49,7 @@ class TrainConfig(Saved):
     device: str = "auto"            # auto | cpu | cuda
     amp: bool = True                # bf16/fp16 autocast on CUDA
     recon_items: int = 1000         # validation items greedily reconstructed each epoch
-    patience: int | None = None     # stop after this many validations without a better (smoothed) -ELBO
+    patience: int | None = None     # stop after this many validations without a better (smoothed) objective
     tensorboard: bool = False       # also write TensorBoard events into RUN/tensorboard
     log_every: int = 20             # steps between per-step lines in metrics.jsonl
     max_bad_steps: int = 20         # stop after this many non-finite losses in a row
@@ -385,7 +385,8 @@ class Trainer:
         cfg, model = self.cfg, self.model
         if hasattr(model, "prior_mean"):
             self._fit_prior()
-        metrics = evaluate_elbo(model, self.valid_data, seed=cfg.seed, autocast_dtype=self.amp)
+        metrics = evaluate_elbo(model, self.valid_data, seed=cfg.seed, autocast_dtype=self.amp,
+                                free_bits=self.free_bits)
         metrics.update(posterior_stats(model, self.valid_data, seed=cfg.seed))
         if cfg.recon_items and not model.config.lm:
             t0 = time.perf_counter()
@@ -420,16 +421,18 @@ class Trainer:
         metrics = self._validation_figures()
         metrics.update({"epoch": pos["epoch"], "step": pos["step"], "time": self.elapsed(),
                         "skipped_steps": pos["skipped"]})
-        improved = pos["best_nll"] is None or metrics["nll_elbo"] < pos["best_nll"]
+        # the best checkpoint: the lowest -ELBO under the earlier schedule; under a planned one, the lowest
+        # training objective (with free bits, a high-rate code is what was asked for, not a lower -ELBO)
+        x = metrics["nll_elbo" if self.legacy else "objective"]
+        improved = pos["best_nll"] is None or x < pos["best_nll"]
         progress = {"epoch": pos["epoch"], "step": pos["step"], "valid": metrics}
         self.save("last.safetensors", progress)
         if improved:
-            pos["best_nll"], pos["best_metrics"] = metrics["nll_elbo"], metrics
+            pos["best_nll"], pos["best_metrics"] = x, metrics
             self.save("best.safetensors", progress)
         if self.legacy:                        # the earlier rule: epochs in a row without a better -ELBO
             pos["stale"] = 0 if improved else pos.get("stale", 0) + 1
         else:                                  # a smoothed figure, counted once the learning rate has halved
-            x = metrics["nll_elbo"]
             pos["smoothed"] = x if pos["smoothed"] is None else SMOOTHING * pos["smoothed"] + (1 - SMOOTHING) * x
             if pos["best_smoothed"] is None or pos["smoothed"] < pos["best_smoothed"]:
                 pos["best_smoothed"], pos["stale"] = pos["smoothed"], 0
