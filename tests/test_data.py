@@ -170,3 +170,16 @@ def test_a_file_already_split_by_a_hash_still_gets_a_real_validation_split():
     train2, valid2 = split_valid(train, notes=notes)
     assert len(valid2) > 0.03 * len(train) and notes and "too few" in notes[0]
     assert not set(train2) & set(valid2)
+
+
+def test_head_keeps_the_first_items_that_fit_a_number_of_characters():
+    import numpy as np
+    import torch
+    items = ["ab", "cde", "f", "ghij"]
+    data = EncodedItems(items, CharTokenizer.fit(items), label_ids=[0, 1, 0, 1])
+    assert [len(data.head(c)) for c in (0, 2, 5, 6, 10, 100)] == [1, 1, 2, 3, 4, 4]
+    part = data.head(6)
+    tokens, lengths = part.batch(np.arange(3))
+    want_tokens, want_lengths = data.batch(np.arange(3))
+    assert torch.equal(tokens, want_tokens) and torch.equal(lengths, want_lengths)
+    assert part.labels_of([0, 1, 2]).tolist() == [0, 1, 0]

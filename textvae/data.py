@@ -331,6 +331,15 @@ class EncodedItems:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def head(self, chars: int) -> "EncodedItems":
+        """The first items, as many as hold `chars` characters (at least one; all of them if they fit)."""
+        n = max(1, int(np.searchsorted(self.offsets[1:], chars, side="right")))
+        if n >= len(self):
+            return self
+        part = EncodedItems.from_arrays(self.flat[:self.offsets[n]], self.offsets[:n + 1])
+        part.label_ids = None if self.label_ids is None else self.label_ids[:n]
+        return part
+
     def release_pages(self) -> None:
         """Let the kernel drop the pages of a memory-mapped corpus that batches have touched (they are
         clean and re-read on demand), so resident memory stays flat over a long epoch."""

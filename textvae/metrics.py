@@ -151,6 +151,9 @@ def iw_nll(model: TextVAE, data: EncodedItems, samples: int = 100, batch_size: i
     }
 
 
+MI_BUDGET = 200_000_000     # the mutual information's pairs of (sample, item) x dimensions: at most this many
+
+
 @torch.no_grad()
 def posterior_stats(model: TextVAE, data: EncodedItems, batch_size: int = 256, seed: int = 0,
                     max_items: int = 5000) -> dict[str, float]:
@@ -159,10 +162,12 @@ def posterior_stats(model: TextVAE, data: EncodedItems, batch_size: int = 256, s
     MI = E_x E_q(z|x)[log q(z|x)] - E_q(z)[log q(z)], with the aggregate posterior q(z) taken as the
     mixture of the items' posteriors (Hoffman & Johnson 2016; estimator of He et al. 2019).
     AU counts dimensions whose posterior mean has variance above 0.01 across items (Burda et al. 2016).
+    Its cost grows with items^2 x dimensions: a large code is estimated on fewer items (MI_BUDGET).
     """
     model.eval()
     device = _device_of(model)
-    n = min(len(data), max_items)
+    Z = model.config.latent_dim
+    n = min(len(data), max_items, max(2, int(math.sqrt(MI_BUDGET / max(Z, 1)))))   # n^2 Z within the budget
     if model.config.lm or n < 2:                       # no code, or too few items to estimate q(z)
         return {"mi": 0.0, "active_units": 0}
     mus, logvars = [], []
@@ -174,10 +179,9 @@ def posterior_stats(model: TextVAE, data: EncodedItems, batch_size: int = 256, s
         logvars.append(logvar.float())
     mu, logvar = torch.cat(mus), torch.cat(logvars)                                 # (N, Z)
     gen = torch.Generator(device=device).manual_seed(seed)
-    mc = max(1, min(10, 20_000 // n))                                               # samples per item: less noise
+    mc = max(1, min(10, 20_000 // n, MI_BUDGET // (n * n * Z)))                     # samples per item: less noise
     eps = torch.randn((mc, *mu.shape), generator=gen, device=device)
     z = reparameterize(mu, logvar, eps=eps).view(-1, mu.shape[1])
-    Z = mu.shape[1]
     neg_entropy = (-0.5 * Z * LOG_2PI - 0.5 * (1 + logvar).sum(dim=1)).mean()       # E log q(z|x), in closed form
     log_qz = []
     for start in range(0, len(z), 256):                                             # log q(z_i) = lse_j log q(z_i|x_j) - log N

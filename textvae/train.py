@@ -89,6 +89,7 @@ LEGACY_WORD_DROPOUT = 0.25   # and character dropout 0.25
 DEFAULT_LR = 5e-3      # under a planned schedule: peak learning rate (measured against 2e-3: docs/RESULTS.md),
 DEFAULT_WORD_DROPOUT = 0.0   # and no character dropout (free bits keep the code in use)
 RECON_EXTRA = 8        # validation reconstructs items greedily to at most this many characters past their end
+VALID_CHARS = 100_000  # a planned run validates on the first validation items holding this many characters
 SMOOTHING = 0.5        # early stopping watches an exponential average of the validation -ELBO with this weight
 
 
@@ -136,7 +137,9 @@ class Trainer:
             raise TrainingError(f"unknown learning-rate schedule {cfg.lr_schedule!r}: use {', '.join(LR_SCHEDULES)}")
         torch.manual_seed(cfg.seed)
         self.model, self.tokenizer, self.cfg, self.run = model.to(self.device), tokenizer, cfg, run or RunInfo()
-        self.train_data, self.valid_data = train_data, valid_data
+        self.train_data, self.valid_data, self.valid_of = train_data, valid_data, len(valid_data)
+        if cfg.lr_schedule != "constant":      # validations in a planned budget: a bounded share of its time
+            self.valid_data = valid_data.head(VALID_CHARS)
         self.net, self.all_reduce = model, None
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -175,6 +178,7 @@ class Trainer:
             (self.run_dir / "run.json").write_text(json.dumps({
                 "model_config": model.config.to_dict(), "train_config": cfg.to_dict(), "run": self.run.to_dict(),
                 "plan": self.plan.to_dict(), "train_items": len(train_data), "valid_items": len(valid_data),
+                "validated_items": len(self.valid_data),
             }, indent=2, ensure_ascii=False) + "\n")
         self.start_time = time.monotonic() - self.pos["elapsed"]
         self.setup_s = 0.0 if self.resumed else self.start_time - created    # the budget's measurement
@@ -365,7 +369,7 @@ class Trainer:
         return figures
 
     @torch.no_grad()
-    def _fit_prior(self, items: int = 5000) -> None:
+    def _fit_prior(self, items: int = 2000) -> None:
         """Fit a model's generating Gaussian to the posteriors of (up to `items`) training items."""
         data, model = self.train_data, self.model
         index = np.random.default_rng(self.cfg.seed).permutation(len(data))[:items]
@@ -454,7 +458,8 @@ class Trainer:
         yield {"event": "start", "total_steps": self.total_steps, "steps_per_epoch": self.per_epoch,
                "device": str(self.device), "parameters": sum(p.numel() for p in self.model.parameters()),
                "amp": str(self.amp) if self.amp else None, "resumed_at": pos["step"] if self.resumed else None,
-               "world_size": self.world, "plan": self.plan.to_dict(), "batch_size": cfg.batch_size}
+               "world_size": self.world, "plan": self.plan.to_dict(), "batch_size": cfg.batch_size,
+               "valid_items": len(self.valid_data), "valid_of": self.valid_of}
         while pos["step"] < self.total_steps and reason == "finished":
             self.model.train()
             chars_seen, epoch_start = 0, time.monotonic()
