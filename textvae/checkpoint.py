@@ -186,9 +186,19 @@ def _parse(p: Path, meta: dict) -> tuple[ModelConfig, CharTokenizer, RunInfo, di
     return config, tokenizer, run, train_config, progress
 
 
+class _NoNormalInit(torch.overrides.TorchFunctionMode):
+    """A skeleton's normal_ initialisations skipped (in this thread only): there are no values to fill, and
+    normal_ on a meta tensor first imports torch's reference kernels, 1.5 s of every command's start."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.normal_ or func is torch.nn.init.normal_:
+            return args[0] if args else (kwargs or {}).get("tensor", (kwargs or {}).get("self"))
+        return func(*args, **(kwargs or {}))
+
+
 def _expected_shapes(p: Path, config: ModelConfig) -> dict[str, tuple]:
     """Parameter shapes the configuration implies, from a skeleton that allocates nothing; refuses absurd sizes."""
-    with torch.device("meta"):
+    with torch.device("meta"), _NoNormalInit():
         skeleton = TextVAE(config)
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     if sum(torch.Size(s).numel() for s in expected.values()) > MAX_PARAMETERS:
