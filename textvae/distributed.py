@@ -64,3 +64,12 @@ def agree(device: torch.device, *flags: bool) -> list[bool]:
     t = torch.tensor([float(f) for f in flags], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return [bool(v) for v in t.tolist()]
+
+
+def from_first(device: torch.device, *values: float) -> list[float]:
+    """The first process's `values`, in every process (as they are, with one process)."""
+    if rank_world()[1] == 1:
+        return list(values)
+    figures = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.broadcast(figures, 0)
+    return figures.tolist()

@@ -191,7 +191,7 @@ def plan_line(ev: dict) -> str:
     line = f"budget: {escape(plan['why'])}; batches of {ev['batch_size']}"
     if plan.get("estimate_s"):
         line += f"; estimated time {plan['estimate_s'] / 60:.1f} min"
-    if ev.get("valid_items") is not None and ev.get("valid_of") and ev["valid_items"] < ev["valid_of"]:
+    if ev.get("valid_items", 0) < ev.get("valid_of", 0):
         line += f"; validating on {ev['valid_items']:,} of the {ev['valid_of']:,} validation items"
     return line
 

@@ -138,7 +138,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model, self.tokenizer, self.cfg, self.run = model.to(self.device), tokenizer, cfg, run or RunInfo()
         self.train_data, self.valid_data, self.valid_of = train_data, valid_data, len(valid_data)
-        if cfg.lr_schedule != "constant":      # validations in a planned budget: a bounded share of its time
+        self.legacy = cfg.lr_schedule == "constant"
+        if not self.legacy:                    # validations in a planned budget: a bounded share of its time
             self.valid_data = valid_data.head(VALID_CHARS)
         self.net, self.all_reduce = model, None
         if self.world > 1:
@@ -150,7 +151,6 @@ class Trainer:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         self.free_bits = 0.0 if model.config.lm else cfg.free_bits
         self.per_epoch = math.ceil(len(train_data) / cfg.batch_size)
-        self.legacy = cfg.lr_schedule == "constant"
         # where the loop stands: enough to pick it up again exactly
         self.pos = {"step": 0, "epoch": 1, "batch": 0, "best_nll": None, "best_metrics": {}, "skipped": 0,
                     "elapsed": 0.0, "stale": 0, "smoothed": None, "best_smoothed": None, "plan": None}
@@ -166,9 +166,7 @@ class Trainer:
             self.plan = self._plan()
             self.pos["plan"] = {**self.plan.to_dict(), "budget": budget}
         self.total_steps = self.plan.total_steps
-        self.schedule = KLSchedule(cfg.kl_schedule, cfg.kl_warmup, cfg.beta)
-        if not self.legacy:
-            self.schedule = planned(self.schedule, self.total_steps)
+        self.schedule = self._kl_schedule()
         if resume is not None:
             if resume.get("rng") is not None:
                 torch.set_rng_state(resume["rng"])
@@ -185,6 +183,11 @@ class Trainer:
         self.bad_steps = 0
         self.board = self._board() if cfg.tensorboard and self.main else None
 
+    def _kl_schedule(self) -> KLSchedule:
+        """β by step: as asked under the earlier schedule, else fitted to the budget's steps."""
+        schedule = KLSchedule(self.cfg.kl_schedule, self.cfg.kl_warmup, self.cfg.beta)
+        return schedule if self.legacy else planned(schedule, self.total_steps)
+
     def _plan(self) -> Plan:
         """The budget; the speed of a step and of a validation is measured first when the budget is in
         minutes or left to the default."""
@@ -192,11 +195,8 @@ class Trainer:
         timed = not self.legacy and cfg.max_steps is None and cfg.epochs is None
         step_s = valid_s = None
         if timed:
-            step_s, valid_s = self._measure()
-            if self.world > 1:                 # every process plans with the first one's figures
-                figures = torch.tensor([step_s, valid_s], dtype=torch.float64, device=self.device)
-                torch.distributed.broadcast(figures, 0)
-                step_s, valid_s = figures.tolist()
+            # every process plans with the first one's figures
+            step_s, valid_s = distributed.from_first(self.device, *self._measure())
         return plan(self.per_epoch, self.device.type, cfg.lr_schedule, cfg.epochs, cfg.max_steps, cfg.max_minutes,
                     cfg.lr_warmup, step_s, valid_s)
 
@@ -402,16 +402,11 @@ class Trainer:
     def _refit(self, step_s: float, valid_s: float) -> dict:
         """A budget in time, refitted after the first validation to the pace measured on the run itself."""
         pos, before = self.pos, self.total_steps
-        if self.world > 1:                     # every process refits with the first one's figures
-            figures = torch.tensor([step_s, valid_s, self.setup_s + self.elapsed()], dtype=torch.float64,
-                                   device=self.device)
-            torch.distributed.broadcast(figures, 0)
-            step_s, valid_s, elapsed = figures.tolist()
-        else:
-            elapsed = self.setup_s + self.elapsed()
+        # every process refits with the first one's figures
+        step_s, valid_s, elapsed = distributed.from_first(self.device, step_s, valid_s, self.setup_s + self.elapsed())
         self.plan = refit(self.plan, pos["step"], elapsed, step_s, valid_s)
         self.total_steps = self.plan.total_steps
-        self.schedule = planned(KLSchedule(self.cfg.kl_schedule, self.cfg.kl_warmup, self.cfg.beta), self.total_steps)
+        self.schedule = self._kl_schedule()
         pos["plan"] = {**self.plan.to_dict(), "budget": pos["plan"]["budget"]}
         pos["refitted"] = True
         self.log({"kind": "refit", "step": pos["step"], "total_steps": self.total_steps, "step_s": step_s,
