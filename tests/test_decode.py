@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -132,3 +134,30 @@ def test_encode_keeps_input_order_across_batches(trained_run):
     small = m.encode(texts, batch_size=7)
     assert abs(whole - small).max() < 1e-5
     assert abs(whole[3] - m.encode([texts[3]])[0]).max() < 1e-5
+
+
+def test_decodings_of_a_texts_code_stop_at_a_length_the_text_makes_sensible(trained_run):
+    m = textvae.load(trained_run)
+    m.model.to_logits.bias.data[EOS_ID] = -1e4         # a decoder that never ends: every decoding runs away
+    m.run = dataclasses.replace(m.run, longest_item=30)
+    texts = ["ab", "abcdefgh"]
+    limits = [m.length_limit(len(t)) for t in texts]
+    assert limits == [11, 20] and m.default_max_len == 30
+    for strategy in ("beam", "greedy"):
+        assert [len(t) for t in m.reconstruct(texts, strategy=strategy)] == limits
+    assert {len(t) for t in m.interpolate("ab", "abcdefgh", steps=4)} == {20}
+    assert {len(t) for t in m.generate(5, near="ab", seed=0)} == {11}
+    assert {len(t) for t in m.generate(5, seed=0)} == {m.default_max_len}     # prior samples: the model's limit
+    assert len(m.reconstruct(["ab"], max_len=3)[0]) == 3                     # a limit asked for is kept
+
+
+def test_decoding_under_sleeping_threads_gives_the_same_text_and_leaves_the_threads(trained_run, monkeypatch):
+    m = textvae.load(trained_run)
+    torch.set_num_threads(2)
+    try:
+        before = m.reconstruct(["abc", "hello"]), m.generate(8, seed=1)
+        monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+        assert (m.reconstruct(["abc", "hello"]), m.generate(8, seed=1)) == before
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)

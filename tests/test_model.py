@@ -95,10 +95,11 @@ def test_a_vae_started_from_a_language_model_begins_as_that_model():
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("labels", [0, 2])
-def test_a_code_of_slots_decodes_step_by_step_as_when_teacher_forced(cell, labels):
+@pytest.mark.parametrize("slots,layers", [(4, 1), (4, 2), (0, 2)])
+def test_decoding_step_by_step_gives_the_teacher_forced_logits(cell, labels, slots, layers):
     torch.manual_seed(0)
-    c = ModelConfig(30, cell=cell, embed_dim=8, hidden_dim=16, latent_dim=12, slots=4, slot_span=3,
-                    num_labels=labels, null_label=bool(labels))
+    c = ModelConfig(30, cell=cell, embed_dim=8, hidden_dim=16, latent_dim=12, slots=slots, slot_span=3,
+                    num_labels=labels, null_label=bool(labels), num_layers=layers)
     m = TextVAE(c).eval()
     tokens = torch.randint(4, 30, (5, 11))
     lengths = torch.tensor([11, 7, 3, 1, 9])

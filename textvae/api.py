@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -73,6 +75,19 @@ class Model:
         """Longest item worth decoding: the longest training item, if known: nothing longer is sensible."""
         longest = self.run.longest_item
         return int(longest) if longest else 128
+
+    def length_limit(self, chars: int) -> int:
+        """The longest decoding worth making of the code of a text of `chars` characters: half as long again
+        and `LENGTH_SLACK` characters more, within `default_max_len`. A decoding that grows past that has run
+        away (a phrase repeated to the limit), and more characters would only cost time."""
+        return min(self.default_max_len, math.ceil(1.5 * chars) + LENGTH_SLACK)
+
+    def length_for(self, d: Decoding, texts: Sequence) -> Decoding:
+        """`d` with the length limit (unless it sets one) of the longest of `texts` (see `length_limit`);
+        codes given as numbers keep the model's limit."""
+        if d.max_len is not None or not texts or not all(isinstance(t, str) for t in texts):
+            return d
+        return d.but(max_len=self.length_limit(max(len(t) for t in texts)))
 
     @property
     def words(self):
@@ -142,8 +157,10 @@ class Model:
 
     @torch.no_grad()
     def decode(self, z, decoding: Decoding | None = None, seed: int | None = None, labels=None,
-               batch_size: int = 4096, noise_width: int = 0, **options) -> list[str]:
-        """Text for each code in z (N, Z): the likeliest, by beam search, unless `decoding` says otherwise.
+               batch_size: int = 4096, noise_width: int = 0, limits: Sequence[int] | None = None,
+               **options) -> list[str]:
+        """Text for each code in z (N, Z): the likeliest, by beam search, unless `decoding` says otherwise;
+        `limits`, one length limit per code, stop each decoding sooner than the decoding's own limit.
 
         A conditional model decodes under `labels` (one name, or one per code), steered towards them by
         `guidance` (see `decode.Guided`): by default `DEFAULT_GUIDANCE` for a model trained with label
@@ -156,7 +173,7 @@ class Model:
         guidance = self.resolve_guidance(d.guidance)
         if guidance:
             code = self._beside_unlabelled(code, z)
-        return self._decode_codes(code, d, seed, batch_size, guidance, noise_width)
+        return self._decode_codes(code, d, seed, batch_size, guidance, noise_width, limits)
 
     def _beside_unlabelled(self, code: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Each code followed by the same z under the "no label" id: what `decode.Guided` reads, (N, 2 * code)."""
@@ -180,7 +197,7 @@ class Model:
 
     @torch.no_grad()
     def _decode_codes(self, code: torch.Tensor, d: Decoding, seed: int | None = None, batch_size: int = 4096,
-                      guidance: float = 0.0, noise_width: int = 0) -> list[str]:
+                      guidance: float = 0.0, noise_width: int = 0, limits: Sequence[int] | None = None) -> list[str]:
         """Text for each conditioned code (N, code); with guidance, each code is followed by the same z
         under the "no label" id (N, 2 * code)."""
         code = code.to(self.device)
@@ -191,7 +208,8 @@ class Model:
         net = Guided(self.model, guidance) if guidance else self.model
         texts = []
         for start in range(0, len(code), batch_size):
-            ids = decode(net, code[start:start + batch_size], d, max_len, gen, noise_width)
+            part = None if limits is None else torch.as_tensor(limits[start:start + batch_size], device=self.device)
+            ids = decode(net, code[start:start + batch_size], d, max_len, gen, noise_width, part)
             texts.extend(self.tokenizer.decode(row) for row in ids.tolist())
         return texts
 
@@ -225,6 +243,8 @@ class Model:
         seed, made from `seed` and the block's number: with a seed, the first k items are the same for every
         n >= k."""
         d = self.setting(decoding, "sample", **options)
+        if near is not None:
+            d = self.length_for(d, [near])
         base = seed if seed is not None else int(torch.randint(2**62, ()))
         if near is not None:
             mu, logvar = (torch.as_tensor(x) for x in self.encode([near], return_logvar=True,
@@ -243,14 +263,16 @@ class Model:
         if isinstance(texts, str):
             texts = [texts]
         z = self.encode(texts, labels=label)
-        return self.decode(z, self.setting(decoding, self.READ_OUT, **options), seed=seed,
-                           labels=to_label if to_label is not None else label)
+        d = self.setting(decoding, self.READ_OUT, **options)
+        limits = None if d.max_len is not None else [self.length_limit(len(t)) for t in texts]
+        return self.decode(z, d, seed=seed, labels=to_label if to_label is not None else label, limits=limits)
 
     def analogy(self, a: str, b: str, c: str, decoding: Decoding | None = None, seed: int | None = None,
                 label=None, **options) -> str:
         """Latent arithmetic: decode z_b - z_a + z_c ("a is to b as c is to ?")."""
         mu = self.encode([a, b, c], labels=label)
-        return self.decode(mu[1] - mu[0] + mu[2], self.setting(decoding, self.READ_OUT, **options), seed=seed,
+        d = self.length_for(self.setting(decoding, self.READ_OUT, **options), [a, b, c])
+        return self.decode(mu[1] - mu[0] + mu[2], d, seed=seed,
                            labels=label)[0]
 
     def interpolate(self, a, b, steps: int = 5, method: str = "lerp", unique: bool = False,
@@ -263,7 +285,7 @@ class Model:
         embedding from one label to the other as well."""
         if not 2 <= steps <= MAX_PATH_STEPS:
             raise ValueError(f"steps must be between 2 and {MAX_PATH_STEPS:,}")
-        d = self.setting(decoding, self.READ_OUT, **options)
+        d = self.length_for(self.setting(decoding, self.READ_OUT, **options), [a, b])
         la, lb = label, label_b if label_b is not None else label
         za, zb = (torch.as_tensor(self.encode([x], labels=lab)[0]) if isinstance(x, str)
                   else torch.as_tensor(np.asarray(x)).float() for x, lab in ((a, la), (b, lb)))
@@ -283,6 +305,7 @@ class Model:
         return texts
 
 
+LENGTH_SLACK = 8           # characters a decoding of a text's code may run past 1.5 x the text's length
 MAX_PATH_STEPS = 1000       # points on an interpolation path, at most
 MAX_DECODE_LEN = 100_000    # characters of one decoded item, at most
 BLOCK = 256     # items generated together: each block has its own seed (`Model.iter_generate`)

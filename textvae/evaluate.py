@@ -102,7 +102,8 @@ def evaluate_model(m: Model, items: list[str], samples: int, recon_items: int | 
         subset = items[:k]
         rec = m.reconstruct(subset, label=labels[:k] if m.conditional else None)
         out["reconstruction"] = {**reconstruction_report(subset, rec),
-                                 "runaway": sum(is_runaway(t, m.default_max_len) for t in rec) / max(len(rec), 1)}
+                                 "runaway": sum(is_runaway(r, m.length_limit(len(t))) for t, r in zip(subset, rec))
+                                 / max(len(rec), 1)}
     words = m.words if m.words is not None else _words_of(train_items)
     label_of = (lambda n: [labels[i % len(labels)] for i in range(n)]) if m.conditional else (lambda n: None)
     if num_samples:

@@ -243,9 +243,21 @@ class TextVAE(nn.Module):
 
     def initial_state(self, z: torch.Tensor):
         """The decoder's first state from the code: tanh(W z + b), shaped (L, B, H) (a pair for an LSTM); with
-        slots, the position (1, B) of the next character follows, so that `step` knows where it is.
+        slots, the position (1, B) of the next character follows, then the slots' keys and values (K, B, H),
+        computed once per decoding rather than at every step. Every part has the batch on dim 1, where beam
+        search and guidance index it.
 
         `z` here (and in `step`) is the conditioned code, `condition(z, labels)`."""
+        state = self._rnn_state(z)
+        if self.config.slots:
+            keys, values = self._slot_memory(z)
+            state = state if isinstance(state, tuple) else (state,)
+            position = torch.zeros((1, z.shape[0]), dtype=torch.long, device=z.device)
+            return (*state, position, keys.transpose(0, 1), values.transpose(0, 1))
+        return state
+
+    def _rnn_state(self, z: torch.Tensor):
+        """The decoder RNN's first state, (L, B, H), or (h, c) for an LSTM."""
         c = self.config
         B = z.shape[0]
         if c.lm and not c.num_labels:
@@ -253,12 +265,8 @@ class TextVAE(nn.Module):
             return (h, torch.zeros_like(h)) if c.cell == "lstm" else h
         s = torch.tanh(self.to_state(z))
         if c.cell == "lstm":
-            state = tuple(s.view(B, 2, c.num_layers, c.hidden_dim).permute(1, 2, 0, 3).contiguous())
-        else:
-            state = (s.view(B, c.num_layers, c.hidden_dim).transpose(0, 1).contiguous(),)
-        if c.slots:
-            return (*state, torch.zeros((1, B), dtype=torch.long, device=z.device))
-        return state if c.cell == "lstm" else state[0]
+            return tuple(s.view(B, 2, c.num_layers, c.hidden_dim).permute(1, 2, 0, 3).contiguous())
+        return s.view(B, c.num_layers, c.hidden_dim).transpose(0, 1).contiguous()
 
     def _step_inputs(self, inputs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         x = self.embedding(inputs)                                           # (B, T, E)
@@ -267,16 +275,20 @@ class TextVAE(nn.Module):
             x = torch.cat([x, code.unsqueeze(1).expand(-1, x.shape[1], -1).to(x.dtype)], dim=-1)
         return x
 
-    def _read_slots(self, code: torch.Tensor, out: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T, V) from the decoder's states `out` (B, T, H) and attention over the code's slots:
-        query = state + an embedding of the character's position, keys and values from each slot's code."""
+    def _slot_memory(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (B, K, H) of the code's K slots, for the attention of `_read_slots`."""
         c = self.config
-        B, H = code.shape[0], c.hidden_dim
-        z = code[:, :c.latent_dim].reshape(B, c.slots, -1).to(out.dtype)            # (B, K, Z / K)
-        keys = self.slot_key(z) + self.slot_embedding.to(out.dtype)                 # (B, K, H)
+        z = code[:, :c.latent_dim].reshape(code.shape[0], c.slots, -1)              # (B, K, Z / K)
+        return self.slot_key(z) + self.slot_embedding, self.slot_value(z)
+
+    def _read_slots(self, out: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor,
+                    values: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, V) from the decoder's states `out` (B, T, H) and attention over the code's slots
+        (keys and values (B, K, H)): query = state + an embedding of the character's position."""
         query = out + self.position_query(positions.clamp(max=self.position_query.num_embeddings - 1))
-        attention = torch.einsum("bth,bkh->btk", query, keys).div(H ** 0.5).softmax(dim=-1)
-        context = torch.einsum("btk,bkh->bth", attention, self.slot_value(z))      # (B, T, H)
+        keys, values = keys.to(out.dtype), values.to(out.dtype)
+        attention = torch.einsum("bth,bkh->btk", query, keys).div(out.shape[-1] ** 0.5).softmax(dim=-1)
+        context = torch.einsum("btk,bkh->bth", attention, values)                  # (B, T, H)
         return self.to_logits(torch.tanh(self.mix(torch.cat([out, context], dim=-1))))
 
     def decode(self, z: torch.Tensor, inputs: torch.Tensor, lengths: torch.Tensor | None = None,
@@ -287,26 +299,46 @@ class TextVAE(nn.Module):
     def decode_code(self, code: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """Teacher-forced decoding of a conditioned code (B, code) -> logits (B, T, V)."""
         # The decoder is causal, so padding after an item cannot change that item's logits: no packing.
-        state = self.initial_state(code)
+        out, _ = self.decoder(self._step_inputs(inputs, code), self._rnn_state(code))
         if self.config.slots:
-            rnn_state = state[:-1] if self.config.cell == "lstm" else state[0]
-            out, _ = self.decoder(self._step_inputs(inputs, code), rnn_state)
             positions = torch.arange(inputs.shape[1], device=inputs.device).unsqueeze(0)
-            return self._read_slots(code, out, positions)
-        out, _ = self.decoder(self._step_inputs(inputs, code), state)
+            return self._read_slots(out, positions, *self._slot_memory(code))
         return self.to_logits(out)                                           # (B, T, V)
 
     def step(self, z: torch.Tensor, inputs: torch.Tensor, state):
         """One decoding step for sampling: inputs (B,) -> logits (B, V), next state."""
-        x = self._step_inputs(inputs.unsqueeze(1), z)
+        x = self._step_inputs(inputs.unsqueeze(1), z)[:, 0]                 # (B, E)
         if self.config.slots:
-            *rnn_state, position = state
-            out, rnn_state = self.decoder(x, tuple(rnn_state) if self.config.cell == "lstm" else rnn_state[0])
-            logits = self._read_slots(z, out, position.transpose(0, 1))[:, 0]
+            *rnn_state, position, keys, values = state
+            rnn_state = tuple(rnn_state) if self.config.cell == "lstm" else rnn_state[0]
+            out, rnn_state = self._rnn_step(x, rnn_state)
+            logits = self._read_slots(out.unsqueeze(1), position.transpose(0, 1),
+                                      keys.transpose(0, 1), values.transpose(0, 1))[:, 0]
             rnn_state = rnn_state if self.config.cell == "lstm" else (rnn_state,)
-            return logits, (*rnn_state, position + 1)
-        out, state = self.decoder(x, state)
-        return self.to_logits(out[:, 0]), state
+            return logits, (*rnn_state, position + 1, keys, values)
+        out, state = self._rnn_step(x, state)
+        return self.to_logits(out), state
+
+    def _rnn_step(self, x: torch.Tensor, state):
+        """The decoder RNN on one input x (B, E): its output (B, H) and next state. Outside training, by the
+        fused cell functions on the module's own weights: the same numbers as the module, without the fixed
+        cost of a sequence call (on CPUs about 4x the arithmetic for a step of a few rows)."""
+        if self.training:
+            out, state = self.decoder(x.unsqueeze(1), state)
+            return out[:, 0], state
+        rnn, lstm = self.decoder, self.config.cell == "lstm"
+        hs, cs = [], []
+        for k in range(self.config.num_layers):
+            weights = (getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}"),
+                       getattr(rnn, f"bias_ih_l{k}"), getattr(rnn, f"bias_hh_l{k}"))
+            if lstm:
+                h, c = torch.lstm_cell(x, (state[0][k], state[1][k]), *weights)
+                cs.append(c)
+            else:
+                h = torch.gru_cell(x, state[k], *weights)
+            hs.append(h)
+            x = h
+        return x, ((torch.stack(hs), torch.stack(cs)) if lstm else torch.stack(hs))
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, inputs: torch.Tensor | None = None,
                 sample: bool = True, generator: torch.Generator | None = None,
