@@ -11,7 +11,7 @@ from words import WORDS
 from textvae.data import EncodedItems
 from textvae.model import ModelConfig, TextVAE
 from textvae.objective import KLSchedule, planned
-from textvae.schedule import MIN_STEPS, learning_rate, plan, refit
+from textvae.schedule import DEFAULT_EPOCHS, MIN_STEPS, MIN_VALID_GAP, learning_rate, plan, refit
 from textvae.tokenizer import CharTokenizer
 from textvae.train import TrainConfig, train
 
@@ -41,20 +41,20 @@ def test_budget_from_steps_epochs_minutes_and_the_default():
     assert huge.estimate_s <= 15 * 60 and "limit" in huge.why and huge.total_steps < 100_000
     assert plan(50, "cpu", "constant", None, None, None, None).total_steps == 500           # the earlier 10 epochs
     for p in (small, huge):
-        assert 9 <= p.total_steps / p.valid_every <= 21 and p.lr_warmup <= 500
+        assert min(10, p.total_steps // MIN_VALID_GAP) <= -(-p.total_steps // p.valid_every) <= 21 and p.lr_warmup <= 500
     assert timed.valid_every == 100                    # never more often than every 100 steps
 
 
 def test_a_budget_in_time_is_refitted_to_the_pace_of_the_run():
-    default = plan(1000, "cpu", "cosine", None, None, None, None, step_s=0.1, valid_s=5.0)    # the 15-min limit
-    assert default.seconds is not None and default.most_steps == 10_000
+    default = plan(1000, "cpu", "cosine", None, None, None, None, step_s=0.16, valid_s=5.0)   # the 15-min limit
+    assert default.seconds is not None and default.most_steps == DEFAULT_EPOCHS * 1000
     # the run turns out 20% slower than measured: fewer steps, ending within the limit again
-    slower = refit(default, default.valid_every, default.valid_every * 0.12 + 6.0, 0.12, 6.0)
+    slower = refit(default, default.valid_every, default.valid_every * 0.192 + 6.0, 0.192, 6.0)
     assert slower.total_steps < default.total_steps and slower.estimate_s <= default.seconds
     assert slower.valid_every == default.valid_every and slower.lr_warmup == default.lr_warmup
-    # faster: more steps, but never more than the default budget wanted (10 epochs)
+    # faster: more steps, but never more than the default budget wanted (DEFAULT_EPOCHS epochs)
     faster = refit(default, default.valid_every, default.valid_every * 0.01, 0.01, 0.5)
-    assert faster.total_steps == 10_000
+    assert faster.total_steps == DEFAULT_EPOCHS * 1000
     minutes = plan(50, "cpu", "cosine", None, None, 1.0, None, step_s=0.1, valid_s=1.0)
     assert refit(minutes, 100, 10.0, 0.05, 1.0).total_steps > minutes.total_steps      # --minutes: no step bound
     assert plan(50, "cpu", "cosine", None, 700, None, None).seconds is None            # a budget in steps stays

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 LR_SCHEDULES = ("cosine", "linear", "constant")
 
 # The default budget: DEFAULT_EPOCHS passes, at least MIN_STEPS steps, at most DEFAULT_MINUTES of wall time.
-DEFAULT_EPOCHS = 10
-MIN_STEPS = 1000
+DEFAULT_EPOCHS = 6
+MIN_STEPS = 600
 DEFAULT_MINUTES = {"cpu": 15.0, "cuda": 30.0}
 LEGACY_EPOCHS = 10            # --lr-schedule constant keeps the earlier default: 10 epochs
 MINUTES_SHARE = 0.97          # --minutes N plans for this share of N (the rest: saving, the last validation)
