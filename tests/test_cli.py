@@ -299,6 +299,7 @@ def test_cli_sentences_get_a_code_of_slots_and_decode_without_running_away(workd
     meta = json.loads((workdir / "runs" / "reviews" / "run.json").read_text())
     longest = max(map(len, lines))
     assert meta["model_config"]["slots"] == -(-longest // 8) and meta["model_config"]["fitted_prior"]
+    assert meta["model_config"]["encoder_dim"] == 64
     assert meta["train_config"]["batch_size"] == 32 and meta["train_config"]["free_bits"] == 1.0
     r = run("generate", "-n", "20", "--seed", "0")
     samples = r.stdout.splitlines()
@@ -307,7 +308,8 @@ def test_cli_sentences_get_a_code_of_slots_and_decode_without_running_away(workd
     assert r.exit_code == 0 and len(r.stdout.splitlines()) == 5 and "endpoint fidelity" in r.stderr
     # an option given on the command line wins over the sentence settings
     r = run("train", "reviews.txt", "--embed-dim", "16", "--hidden-dim", "32", "--steps", "2", "--slots", "0",
-            "--batch-size", "16", "--out", "plain")
+            "--batch-size", "16", "--encoder-dim", "24", "--out", "plain")
     assert r.exit_code == 0, r.output
     meta = json.loads((workdir / "plain" / "run.json").read_text())
     assert meta["model_config"]["slots"] == 0 and meta["train_config"]["batch_size"] == 16
+    assert meta["model_config"]["encoder_dim"] == 24

@@ -36,6 +36,7 @@ WARM_FREE_BITS = 0.1    # --free-bits under --decoder-from: a little information
 SENTENCE_CHARS = 40
 SENTENCE_SPAN = 8
 SLOT_DIMS = 8
+SENTENCE_ENCODER = 64   # units each way: the encoder only fills 8-character slots, and a narrower one buys steps
 SENTENCE_TRAIN = {"free_bits": 1.0, "batch_size": 32, "lr": 5e-3, "word_dropout": 0.1, "recon_items": 200}
 
 
@@ -44,10 +45,11 @@ def sentence_settings(mean_length: float, longest: int) -> tuple[dict, dict, str
     if mean_length < SENTENCE_CHARS:
         return None
     slots = max(1, -(-longest // SENTENCE_SPAN))
-    model = {"slots": slots, "slot_span": SENTENCE_SPAN, "latent_dim": slots * SLOT_DIMS, "fitted_prior": True}
+    model = {"slots": slots, "slot_span": SENTENCE_SPAN, "latent_dim": slots * SLOT_DIMS, "fitted_prior": True,
+             "encoder_dim": SENTENCE_ENCODER}
     why = (f"items of {mean_length:.0f} characters on average read as sentences: a code of {slots} slots of "
-           f"{SLOT_DIMS} dimensions, one per {SENTENCE_SPAN} characters, samples drawn from a Gaussian fitted to the "
-           f"training codes, free bits {SENTENCE_TRAIN['free_bits']:g}, batches of {SENTENCE_TRAIN['batch_size']}, "
+           f"{SLOT_DIMS} dimensions, one per {SENTENCE_SPAN} characters, an encoder of {SENTENCE_ENCODER} units each "
+           f"way, samples drawn from a Gaussian fitted to the training codes, free bits {SENTENCE_TRAIN['free_bits']:g}, batches of {SENTENCE_TRAIN['batch_size']}, "
            f"learning rate {SENTENCE_TRAIN['lr']:g}, character dropout {SENTENCE_TRAIN['word_dropout']:g}")
     return model, dict(SENTENCE_TRAIN), why
 
