@@ -24,7 +24,7 @@ import time
 
 import textvae
 from textvae.data import held_out_items, read_corpus, training_items
-from textvae.evaluate import interpolation_report
+from textvae.evaluate import interpolation_report, reconstruction_runaway
 from textvae.metrics import is_runaway, real_word_rate, reconstruction_report
 
 
@@ -42,7 +42,7 @@ def figures(m, held: list[str], words, samples: int = 200, codes: int = 200, rec
         "greedy_prior": {"n": codes, "runaway": sum(is_runaway(t, m.default_max_len) for t in greedy) / codes,
                          "examples": greedy[:3]},
         "reconstruction": {**reconstruction_report(subset, rec), "n": len(subset),
-                           "runaway": sum(is_runaway(r, m.length_limit(len(t))) for t, r in zip(subset, rec)) / max(len(rec), 1),
+                           "runaway": reconstruction_runaway(m, subset, rec),
                            "examples": list(zip(subset[:3], rec[:3]))},
         "interpolation": interpolation_report(m, held, None, pairs, words, seed),
         "example_path": m.interpolate(held[0], held[1], steps=7),

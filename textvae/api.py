@@ -243,10 +243,9 @@ class Model:
         seed, made from `seed` and the block's number: with a seed, the first k items are the same for every
         n >= k."""
         d = self.setting(decoding, "sample", **options)
-        if near is not None:
-            d = self.length_for(d, [near])
         base = seed if seed is not None else int(torch.randint(2**62, ()))
         if near is not None:
+            d = self.length_for(d, [near])
             mu, logvar = (torch.as_tensor(x) for x in self.encode([near], return_logvar=True,
                                                                    labels=near_label or label))
         for b, start in enumerate(range(0, n, BLOCK)):

@@ -82,6 +82,12 @@ def label_judge(models: list[Model], label_column: str, seed: int) -> NgramClass
     return NgramClassifier.fit(items, labels, seed=seed)
 
 
+def reconstruction_runaway(m: Model, texts: list[str], rec: list[str]) -> float:
+    """The share of reconstructions `rec` of `texts` that ran away: reached their text's length limit
+    (`Model.length_limit`), or repeat a 3-word sequence three times."""
+    return sum(is_runaway(r, m.length_limit(len(t))) for t, r in zip(texts, rec)) / max(len(rec), 1)
+
+
 def evaluate_model(m: Model, items: list[str], samples: int, recon_items: int | None, num_samples: int,
                    train_items, seed: int, on_progress=None, labels=None, pairs: int = 10,
                    greedy_codes: int = 200) -> dict:
@@ -102,8 +108,7 @@ def evaluate_model(m: Model, items: list[str], samples: int, recon_items: int | 
         subset = items[:k]
         rec = m.reconstruct(subset, label=labels[:k] if m.conditional else None)
         out["reconstruction"] = {**reconstruction_report(subset, rec),
-                                 "runaway": sum(is_runaway(r, m.length_limit(len(t))) for t, r in zip(subset, rec))
-                                 / max(len(rec), 1)}
+                                 "runaway": reconstruction_runaway(m, subset, rec)}
     words = m.words if m.words is not None else _words_of(train_items)
     label_of = (lambda n: [labels[i % len(labels)] for i in range(n)]) if m.conditional else (lambda n: None)
     if num_samples:
