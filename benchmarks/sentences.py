@@ -3,6 +3,7 @@
     python benchmarks/sentences.py runs/reviews                  # held-out items: the run's validation split
     python benchmarks/sentences.py runs/reviews --data test.txt  # or a file
     python benchmarks/sentences.py runs/reviews --json out.json
+    python benchmarks/sentences.py runs/reviews --device cuda     # decode on a GPU
 
 Prints, with a few examples of each:
 - the real-word rate of 200 samples at temperature 1 (share of their words found in the training text), and
@@ -58,8 +59,10 @@ def main() -> None:
     p.add_argument("--recon", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     a = p.parse_args()
-    m = textvae.load(a.run)
+    from textvae.train import pick_device
+    m = textvae.load(a.run, device=str(pick_device(a.device)))
     held = read_corpus(a.data, unit=m.run.data.unit).items if a.data else held_out_items(m.run.data)[0]
     held = [t for t in held if len(t) <= m.max_len]
     words = m.words if m.words is not None else {w for t in training_items(m.run.data) or () for w in t.split()}

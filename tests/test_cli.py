@@ -313,3 +313,23 @@ def test_cli_sentences_get_a_code_of_slots_and_decode_without_running_away(workd
     meta = json.loads((workdir / "plain" / "run.json").read_text())
     assert meta["model_config"]["slots"] == 0 and meta["train_config"]["batch_size"] == 16
     assert meta["model_config"]["encoder_dim"] == 24
+
+
+def test_cli_slots_that_follow_words(workdir, tiny_corpus):
+    import json
+    import random
+    rng = random.Random(2)
+    words = "a quiet film , warm and funny , but far too long .".split()
+    lines = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) for _ in range(200)]
+    (workdir / "s.txt").write_text("\n".join(lines) + "\n")
+    r = run("train", "s.txt", "--embed-dim", "16", "--hidden-dim", "32", "--latent-dim", "36", "--slots", "9",
+            "--slot-unit", "word", "--slot-feed", "--steps", "30", "--out", "w")
+    assert r.exit_code == 0, r.output
+    config = json.loads((workdir / "w" / "run.json").read_text())["model_config"]
+    assert config["slots"] == 9 and config["slot_feed"] and config["slot_break"] >= 0
+    r = run("reconstruct", lines[0], lines[1], "--model", "w")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 2
+    # a corpus without spaces has no words to follow: one line, no traceback
+    r = run("train", str(tiny_corpus), "--slots", "4", "--latent-dim", "8", "--slot-unit", "word", "--steps", "2",
+            "--out", "nospace")
+    assert r.exit_code != 0 and "no spaces" in r.stderr and "Traceback" not in r.output

@@ -95,11 +95,13 @@ def test_a_vae_started_from_a_language_model_begins_as_that_model():
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("labels", [0, 2])
-@pytest.mark.parametrize("slots,layers", [(4, 1), (4, 2), (0, 2)])
-def test_decoding_step_by_step_gives_the_teacher_forced_logits(cell, labels, slots, layers):
+@pytest.mark.parametrize("slots,layers,feed,brk", [(4, 1, False, -1), (4, 2, False, -1), (0, 2, False, -1),
+                                                  (4, 1, True, -1), (4, 1, False, 5), (4, 2, True, 5)])
+def test_decoding_step_by_step_gives_the_teacher_forced_logits(cell, labels, slots, layers, feed, brk):
+    """Also for codes of slots fed into the decoder's input, and slots that follow words (token 5 breaks)."""
     torch.manual_seed(0)
     c = ModelConfig(30, cell=cell, embed_dim=8, hidden_dim=16, latent_dim=12, slots=slots, slot_span=3,
-                    num_labels=labels, null_label=bool(labels), num_layers=layers)
+                    num_labels=labels, null_label=bool(labels), num_layers=layers, slot_feed=feed, slot_break=brk)
     m = TextVAE(c).eval()
     tokens = torch.randint(4, 30, (5, 11))
     lengths = torch.tensor([11, 7, 3, 1, 9])

@@ -105,9 +105,10 @@ def _model_path(model: str | None) -> Path:
     return path
 
 
-def _load(model: str | None):
+def _load(model: str | None, device: str = "cpu"):
     from .api import load
-    return load(_model_path(model))
+    from .train import pick_device
+    return load(_model_path(model), device=str(pick_device(device)))
 
 
 def _check_nonempty(texts) -> None:
@@ -456,11 +457,11 @@ def analogy(a, b, c, model_path, label, **opts):
 @opt.MODEL_OPTION
 @opt.options(*opt.EVALUATE_OPTIONS)
 def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, recon_items, num_samples, pairs,
-             greedy_codes, train_file, json_path, seed, label_column, per_label, guidance):
+             greedy_codes, train_file, json_path, seed, label_column, per_label, guidance, device):
     """How well a model models held-out FILE: IW-NLL, ELBO, KL, mutual information, active units,
     reconstruction, and whether its samples are new."""
     import json
-    models = [_load(model_path)] + ([_load(baseline)] if baseline else [])
+    models = [_load(model_path, device)] + ([_load(baseline, device)] if baseline else [])
     label_column = label_column or next((m.run.data.label_column for m in models if m.conditional), None)
     clf = None
     if label_column:

@@ -39,6 +39,11 @@ class ModelConfig:
                                     # latent_dim / N each, slot k summarising characters [k*span, (k+1)*span),
                                     # and the decoder reads them by attention (long items: sentences)
     slot_span: int = 16             # characters per slot
+    slot_feed: bool = False         # with slots: also feed the code's slot of each character (and the next one)
+                                    # into the decoder RNN's input, not only by attention at its output
+    slot_break: int = -1            # with slots: >= 0, slots follow words: a new slot after each of this token
+                                    # (a space), so a character decoded wrong does not shift the slots read
+                                    # after it; -1, slots of slot_span characters
     fitted_prior: bool = False      # generate from a Gaussian fitted to the training codes (ex-post density
                                     # estimation, Ghosh et al. 2020) rather than N(0, I): at a high rate the
                                     # codes fill only part of the prior's space
@@ -60,6 +65,8 @@ class ModelConfig:
             raise ValueError(f"model setting label_dim={self.label_dim!r} is outside 1..65536")
         if not isinstance(self.slots, int) or not 0 <= self.slots <= 4096 or not 1 <= self.slot_span <= 65_536:
             raise ValueError(f"model settings slots={self.slots!r}, slot_span={self.slot_span!r} are out of range")
+        if not isinstance(self.slot_break, int) or not -1 <= self.slot_break < self.vocab_size:
+            raise ValueError(f"model setting slot_break={self.slot_break!r} is not a token id (or -1)")
         if self.slots and (self.lm or self.latent_dim % self.slots):
             raise ValueError(f"a code of {self.slots} slots needs a VAE whose latent_dim ({self.latent_dim}) they divide")
 
@@ -132,7 +139,7 @@ class TextVAE(nn.Module):
             # A code of many slots reaches every step as a short summary; its detail comes by attention
             # (Luong et al. 2015) over the slots, queried by the decoder's state and its position.
             self.to_summary = nn.Linear(self._code_in, SLOT_SUMMARY)
-            every_step = SLOT_SUMMARY if c.z_every_step else 0
+            every_step = (SLOT_SUMMARY if c.z_every_step else 0) + (2 * c.latent_dim // c.slots if c.slot_feed else 0)
             H, slot_dim = c.hidden_dim, c.latent_dim // c.slots
             self.slot_key = nn.Linear(slot_dim, H)
             self.slot_value = nn.Linear(slot_dim, H)
@@ -224,7 +231,11 @@ class TextVAE(nn.Module):
         if c.slots:                                   # each slot: the mean of the states over its characters
             if c.bidirectional:
                 out = torch.cat([out, out_r.gather(1, rev.unsqueeze(2).expand_as(out_r))], dim=-1)  # (B, T, 2H)
-            slot = (t // c.slot_span).clamp(max=c.slots - 1)                          # (1, T)
+            if c.slot_break >= 0:                     # the slot of a character: the breaks before it
+                breaks = (tokens == c.slot_break).long()
+                slot = (breaks.cumsum(dim=1) - breaks).clamp(max=c.slots - 1)         # (B, T)
+            else:
+                slot = (t // c.slot_span).clamp(max=c.slots - 1)                      # (1, T)
             inside = (t < lengths.unsqueeze(1)).to(out.dtype)                          # (B, T)
             weights = F.one_hot(slot, c.slots).to(out.dtype) * inside.unsqueeze(2)     # (B, T, K)
             weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
@@ -253,7 +264,8 @@ class TextVAE(nn.Module):
             keys, values = self._slot_memory(z)
             state = state if isinstance(state, tuple) else (state,)
             position = torch.zeros((1, z.shape[0]), dtype=torch.long, device=z.device)
-            return (*state, position, keys.transpose(0, 1), values.transpose(0, 1))
+            fed = (self._fed_slots(z).transpose(0, 1),) if self.config.slot_feed else ()
+            return (*state, position, keys.transpose(0, 1), values.transpose(0, 1), *fed)
         return state
 
     def _rnn_state(self, z: torch.Tensor):
@@ -281,6 +293,30 @@ class TextVAE(nn.Module):
         z = code[:, :c.latent_dim].reshape(code.shape[0], c.slots, -1)              # (B, K, Z / K)
         return self.slot_key(z) + self.slot_embedding, self.slot_value(z)
 
+    def slot_positions(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The position of each step of decoder inputs (B, T) (<bos> c1 ..) in the code of slots: the index of
+        the character it predicts, (1, T), or with slots that follow words the breaks before it, (B, T)."""
+        if self.config.slot_break >= 0:
+            return (inputs == self.config.slot_break).long().cumsum(dim=1)
+        return torch.arange(inputs.shape[1], device=inputs.device).unsqueeze(0)
+
+    def _fed_slots(self, code: torch.Tensor) -> torch.Tensor:
+        """The code's slots (B, K + 1, Z / K), a slot of zeros after the last (read past the item's end)."""
+        c = self.config
+        z = code[:, :c.latent_dim].reshape(code.shape[0], c.slots, -1)
+        return torch.cat([z, z.new_zeros((z.shape[0], 1, z.shape[2]))], dim=1)
+
+    def _feed(self, slots: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The slot of each step and the one after it, (B, T, 2 Z / K), from slots (B, K + 1, Z / K) and
+        positions (B or 1, T)."""
+        c = self.config
+        B, K1, d = slots.shape
+        index = positions if c.slot_break >= 0 else positions // c.slot_span
+        index = index.expand(B, -1).clamp(max=K1 - 1)
+        index = torch.stack([index, (index + 1).clamp(max=K1 - 1)], dim=2).reshape(B, -1)   # (B, 2T)
+        picked = slots.gather(1, index.unsqueeze(2).expand(-1, -1, d))                       # (B, 2T, d)
+        return picked.reshape(B, -1, 2 * d)
+
     def _read_slots(self, out: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor,
                     values: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, V) from the decoder's states `out` (B, T, H) and attention over the code's slots
@@ -292,30 +328,42 @@ class TextVAE(nn.Module):
         return self.to_logits(torch.tanh(self.mix(torch.cat([out, context], dim=-1))))
 
     def decode(self, z: torch.Tensor, inputs: torch.Tensor, lengths: torch.Tensor | None = None,
-               labels: torch.Tensor | None = None) -> torch.Tensor:
+               labels: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced decoding: z (B, Z), inputs (B, T) starting with <bos> -> logits (B, T, V)."""
-        return self.decode_code(self.condition(z, labels), inputs)
+        return self.decode_code(self.condition(z, labels), inputs, positions)
 
-    def decode_code(self, code: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced decoding of a conditioned code (B, code) -> logits (B, T, V)."""
+    def decode_code(self, code: torch.Tensor, inputs: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced decoding of a conditioned code (B, code) -> logits (B, T, V). With slots, `positions`
+        (from `slot_positions` of the uncorrupted inputs) when `inputs` had characters dropped."""
         # The decoder is causal, so padding after an item cannot change that item's logits: no packing.
-        out, _ = self.decoder(self._step_inputs(inputs, code), self._rnn_state(code))
+        x = self._step_inputs(inputs, code)
         if self.config.slots:
-            positions = torch.arange(inputs.shape[1], device=inputs.device).unsqueeze(0)
+            positions = self.slot_positions(inputs) if positions is None else positions
+            if self.config.slot_feed:
+                x = torch.cat([x, self._feed(self._fed_slots(code), positions).to(x.dtype)], dim=-1)
+        out, _ = self.decoder(x, self._rnn_state(code))
+        if self.config.slots:
             return self._read_slots(out, positions, *self._slot_memory(code))
         return self.to_logits(out)                                           # (B, T, V)
 
     def step(self, z: torch.Tensor, inputs: torch.Tensor, state):
         """One decoding step for sampling: inputs (B,) -> logits (B, V), next state."""
         x = self._step_inputs(inputs.unsqueeze(1), z)[:, 0]                 # (B, E)
-        if self.config.slots:
-            *rnn_state, position, keys, values = state
-            rnn_state = tuple(rnn_state) if self.config.cell == "lstm" else rnn_state[0]
+        c = self.config
+        if c.slots:
+            fed = state[-1:] if c.slot_feed else ()
+            *rnn_state, position, keys, values = state[:len(state) - len(fed)]
+            if c.slot_break >= 0:              # the position counts the breaks read so far
+                position = position + (inputs == c.slot_break).long().unsqueeze(0)
+            if fed:
+                x = torch.cat([x, self._feed(fed[0].transpose(0, 1), position.transpose(0, 1))[:, 0].to(x.dtype)], dim=-1)
+            rnn_state = tuple(rnn_state) if c.cell == "lstm" else rnn_state[0]
             out, rnn_state = self._rnn_step(x, rnn_state)
             logits = self._read_slots(out.unsqueeze(1), position.transpose(0, 1),
                                       keys.transpose(0, 1), values.transpose(0, 1))[:, 0]
-            rnn_state = rnn_state if self.config.cell == "lstm" else (rnn_state,)
-            return logits, (*rnn_state, position + 1, keys, values)
+            rnn_state = rnn_state if c.cell == "lstm" else (rnn_state,)
+            after = position if c.slot_break >= 0 else position + 1
+            return logits, (*rnn_state, after, keys, values, *fed)
         out, state = self._rnn_step(x, state)
         return self.to_logits(out), state
 
@@ -351,7 +399,8 @@ class TextVAE(nn.Module):
             z = mu
         else:
             z = reparameterize(mu, logvar, generator, eps)
+        positions = self.slot_positions(decoder_inputs(tokens)) if self.config.slots else None
         if inputs is None:
             inputs = decoder_inputs(tokens)
-        logits = self.decode(z, inputs, lengths, labels)
+        logits = self.decode(z, inputs, lengths, labels, positions)
         return VAEOutput(logits, mu, logvar, z)

@@ -55,7 +55,8 @@ DATA_FIELDS = {"valid_path": "valid", "unit": "unit", "column": "column", "label
                "max_len": "max_len", "encoding": "encoding", "errors": "errors", "stream": "stream"}
 MODEL_FIELDS = {"cell": "cell", "embed_dim": "embed_dim", "hidden_dim": "hidden_dim", "encoder_dim": "encoder_dim",
                 "latent_dim": "latent_dim", "layers": "num_layers", "bidirectional": "bidirectional",
-                "z_every_step": "z_every_step", "lm": "lm", "slots": "slots", "slot_span": "slot_span"}
+                "z_every_step": "z_every_step", "lm": "lm", "slots": "slots", "slot_span": "slot_span",
+                "slot_unit": "slot_unit", "slot_feed": "slot_feed"}
 TRAIN_FIELDS = {"epochs": "epochs", "steps": "max_steps", "minutes": "max_minutes", "patience": "patience",
                 "batch_size": "batch_size", "lr": "lr", "clip": "clip", "kl_schedule": "kl_schedule",
                 "kl_warmup": "kl_warmup", "beta": "beta", "free_bits": "free_bits", "word_dropout": "word_dropout",
@@ -90,6 +91,12 @@ TRAIN_OPTIONS = [
                  help="0: one code for the whole item (Bowman et al. 2016); N: a code of N slots, one per --slot-span "
                       "characters, read by attention [default: 0, or one per 8 characters for sentences]."),
     click.option("--slot-span", type=click.IntRange(1, 65536), help="Characters per slot [default: 8]."),
+    click.option("--slot-unit", type=click.Choice(["char", "word"]),
+                 help="Slots of --slot-span characters, or one per word (a new slot after each space), so that a "
+                      "character decoded wrong does not shift the slots read after it [default: word for sentences]."),
+    click.option("--slot-feed/--no-slot-feed", default=None,
+                 help="Also feed each character's slot (and the next) into the decoder's input, not only by "
+                      "attention at its output [default: on for sentences]."),
     click.option("--bidirectional/--unidirectional", default=_m("bidirectional"), show_default=True, help="Encoder direction."),
     click.option("--z-every-step/--z-initial-only", default=_m("z_every_step"), show_default=True,
                  help="Feed z to the decoder at every step, or only through its initial state (plain Bowman)."),
@@ -269,6 +276,8 @@ EVALUATE_OPTIONS = [
                  help="Samples generated per label to judge a conditional model."),
     click.option("--guidance", type=click.FloatRange(0),
                  help="Guidance of a conditional model's samples (see `generate --help`) [default: the model's]."),
+    click.option("--device", default="auto", show_default=True,
+                 help="Where to evaluate: auto (CUDA when present), cpu or cuda."),
 ]
 
 

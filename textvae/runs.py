@@ -31,27 +31,47 @@ WARM_FREE_BITS = 0.1    # --free-bits under --decoder-from: a little information
 
 
 # Items at least this long on average (in characters) are read as sentences, and get settings of their own
-# unless the user chose them: a code of slots, one per SENTENCE_SPAN characters of SLOT_DIMS dimensions, free
-# bits of a nat per dimension (a code as large as the item needs), and more, smaller steps.
+# unless the user chose them: a code of slots of SLOT_DIMS dimensions, one per word (SENTENCE_UNIT) or per
+# SENTENCE_SPAN characters, each fed into the decoder's input at its characters (SENTENCE_FEED); free bits of a
+# nat per dimension (a code as large as the item needs), and more, smaller steps.
 SENTENCE_CHARS = 40
 SENTENCE_SPAN = 8
+SENTENCE_UNIT = "char"
+SENTENCE_FEED = False
 SLOT_DIMS = 8
 SENTENCE_ENCODER = 64   # units each way: the encoder only fills 8-character slots, and a narrower one buys steps
 SENTENCE_TRAIN = {"free_bits": 1.0, "batch_size": 32, "lr": 5e-3, "word_dropout": 0.1, "recon_items": 200}
 
 
-def sentence_settings(mean_length: float, longest: int) -> tuple[dict, dict, str] | None:
-    """(model settings, training settings, why) for a corpus of sentences, or None for shorter items."""
+def sentence_settings(mean_length: float, longest: int, most_words: int = 1,
+                      unit: str | None = None, feed: bool | None = None) -> tuple[dict, dict, str] | None:
+    """(model settings, training settings, why) for a corpus of sentences, or None for shorter items. `unit` and
+    `feed` are the user's --slot-unit and --slot-feed, when given."""
     if mean_length < SENTENCE_CHARS:
         return None
-    slots = max(1, -(-longest // SENTENCE_SPAN))
+    unit = unit or SENTENCE_UNIT
+    feed = SENTENCE_FEED if feed is None else feed
+    slots = max(1, most_words if unit == "word" else -(-longest // SENTENCE_SPAN))
     model = {"slots": slots, "slot_span": SENTENCE_SPAN, "latent_dim": slots * SLOT_DIMS, "fitted_prior": True,
-             "encoder_dim": SENTENCE_ENCODER}
+             "encoder_dim": SENTENCE_ENCODER, "slot_unit": unit, "slot_feed": feed}
+    each = "word" if unit == "word" else f"{SENTENCE_SPAN} characters"
     why = (f"items of {mean_length:.0f} characters on average read as sentences: a code of {slots} slots of "
-           f"{SLOT_DIMS} dimensions, one per {SENTENCE_SPAN} characters, an encoder of {SENTENCE_ENCODER} units each "
+           f"{SLOT_DIMS} dimensions, one per {each}{', fed to the decoder at their characters' if feed else ''}, "
+           f"an encoder of {SENTENCE_ENCODER} units each "
            f"way, samples drawn from a Gaussian fitted to the training codes, free bits {SENTENCE_TRAIN['free_bits']:g}, batches of {SENTENCE_TRAIN['batch_size']}, "
            f"learning rate {SENTENCE_TRAIN['lr']:g}, character dropout {SENTENCE_TRAIN['word_dropout']:g}")
     return model, dict(SENTENCE_TRAIN), why
+
+
+def _most_words(data: PreparedData) -> int:
+    """The most words (spaces + 1) of a training item."""
+    space = data.tokenizer.stoi.get(" ")
+    items = data.train
+    if space is None or len(items) == 0:
+        return 1
+    spaces = np.add.reduceat((np.asarray(items.flat) == space).astype(np.int64), items.offsets[:-1])
+    spaces[items.lengths == 0] = 0
+    return int(spaces.max()) + 1
 
 
 class RunError(Exception):
@@ -161,13 +181,19 @@ def start(data_cfg: DataConfig, model_options: dict, cfg: TrainConfig, out: str 
     device = pick_device(cfg.device)
     labels = data.labels or []
     chose = None
-    settings = sentence_settings(data.mean_length, data.longest_item)
+    settings = sentence_settings(data.mean_length, data.longest_item, _most_words(data),
+                                 model_options.get("slot_unit"), model_options.get("slot_feed"))
     if settings is not None and lm is None and not model_options.get("lm"):
         model_set, train_set, chose = settings
         if "latent_dim" in chosen and model_options["latent_dim"] % model_set["slots"]:
             model_set = {}                  # a code size the slots do not divide: one code, as asked
         model_options = {**model_options, **{k: v for k, v in model_set.items() if k not in chosen}}
         cfg = dataclasses.replace(cfg, **{k: v for k, v in train_set.items() if k not in chosen})
+    if model_options.pop("slot_unit", None) == "word" and model_options.get("slots"):
+        space = data.tokenizer.stoi.get(" ")
+        if space is None:
+            raise RunError("--slot-unit word starts a slot after each space, and the corpus has no spaces")
+        model_options["slot_break"] = space
     try:
         model_cfg = ModelConfig(vocab_size=data.tokenizer.vocab_size, num_labels=len(labels),
                                 null_label=bool(labels) and cfg.label_dropout > 0, **model_options)
