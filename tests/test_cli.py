@@ -298,7 +298,10 @@ def test_cli_sentences_get_a_code_of_slots_and_decode_without_running_away(workd
     assert "read as sentences" in r.stderr and "slots" in r.stderr
     meta = json.loads((workdir / "runs" / "reviews" / "run.json").read_text())
     longest = max(map(len, lines))
-    assert meta["model_config"]["slots"] == -(-longest // 8) and meta["model_config"]["fitted_prior"]
+    config = meta["model_config"]
+    assert config["slots"] == max(len(t.split()) for t in lines) and config["fitted_prior"]    # a slot per word
+    assert config["slot_feed"] and config["slot_break"] >= 0 and config["latent_dim"] == 8 * config["slots"]
+    assert config["slot_prior"] == 512
     assert meta["model_config"]["encoder_dim"] == 64
     assert meta["train_config"]["batch_size"] == 32 and meta["train_config"]["free_bits"] == 1.0
     r = run("generate", "-n", "20", "--seed", "0")
@@ -313,6 +316,11 @@ def test_cli_sentences_get_a_code_of_slots_and_decode_without_running_away(workd
     meta = json.loads((workdir / "plain" / "run.json").read_text())
     assert meta["model_config"]["slots"] == 0 and meta["train_config"]["batch_size"] == 16
     assert meta["model_config"]["encoder_dim"] == 24
+    r = run("train", "reviews.txt", "--embed-dim", "16", "--hidden-dim", "32", "--steps", "2", "--slot-unit", "char",
+            "--no-slot-feed", "--out", "chars")
+    assert r.exit_code == 0, r.output
+    config = json.loads((workdir / "chars" / "run.json").read_text())["model_config"]
+    assert config["slots"] == -(-longest // 8) and not config["slot_feed"] and config["slot_break"] == -1
 
 
 def test_cli_slots_that_follow_words(workdir, tiny_corpus):

@@ -115,7 +115,11 @@ def test_decoding_step_by_step_gives_the_teacher_forced_logits(cell, labels, slo
     for t in range(inputs.shape[1]):
         logits, state = m.step(code, inputs[:, t], state)
         steps.append(logits)
-    torch.testing.assert_close(torch.stack(steps, dim=1), m.decode_code(code, inputs), atol=1e-5, rtol=1e-5)
+    stepped, forced = torch.stack(steps, dim=1), m.decode_code(code, inputs)
+    if feed and brk >= 0:     # past a trailing empty word slot, a decoding ends (step forces <eos>): items only
+        inside = torch.arange(inputs.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+        stepped, forced = stepped[inside], forced[inside]
+    torch.testing.assert_close(stepped, forced, atol=1e-5, rtol=1e-5)
     padded = torch.cat([tokens, torch.zeros(5, 4, dtype=torch.long)], dim=1)     # padding changes no code
     torch.testing.assert_close(m.encode(padded, lengths, y)[0], out.mu, atol=1e-5, rtol=1e-5)
 
@@ -132,3 +136,40 @@ def test_a_fitted_prior_samples_like_the_codes_it_was_fitted_to():
     plain = TextVAE(ModelConfig(20, embed_dim=8, hidden_dim=16, latent_dim=4))
     eps = torch.randn(3, 4)
     assert torch.equal(plain.prior_sample(eps), eps)                  # N(0, I) unless fitted
+
+
+def test_the_slot_prior_samples_codes_of_the_words_and_sequences_it_was_fitted_to():
+    torch.manual_seed(0)
+    c = ModelConfig(30, embed_dim=8, hidden_dim=16, latent_dim=12, slots=4, slot_break=5, slot_feed=True,
+                    slot_prior=8)
+    m = TextVAE(c).eval()
+    empty = m.to_posterior.bias[:3].detach()
+    words = {w: torch.randn(3) for w in "ABCD"}
+    corpus = ["AB", "ABC", "BA", "ABCD", "DB"] * 40            # sentences of word codes
+    mu = torch.stack([torch.cat([words[w] for w in s] + [empty] * (4 - len(s))) for s in corpus])
+    m.fit_slot_prior(mu + 0.01 * torch.randn_like(mu), torch.tensor([len(s) for s in corpus]))
+    eps = torch.randn(500, 12, generator=torch.Generator().manual_seed(1))
+    z = m.prior_sample(eps)
+    torch.testing.assert_close(z, m.prior_sample(eps))          # the same noise, the same codes
+    seen = set()
+    for row in z.view(500, 4, 3):
+        names = []
+        for slot in row:
+            if (slot - empty).abs().max() < 1e-6:
+                break
+            names.append(min(words, key=lambda w: float((words[w] - slot).norm())))
+            assert float((words[names[-1]] - slot).norm()) < 0.1        # a member's code, not a blend
+        seen.add("".join(names))
+        assert len(names) == len(row) or all((s - empty).abs().max() < 1e-6 for s in row[len(names):])
+    # every sampled sentence is made of bigrams of the corpus, with its lengths (2 to 4 words)
+    bigrams = {s[i:i + 2] for s in corpus for i in range(len(s) - 1)}
+    assert seen >= {"AB", "BA", "DB"} and all(2 <= len(s) <= 4 for s in seen)
+    assert all(s[i:i + 2] in bigrams for s in seen for i in range(len(s) - 1)), seen
+    # a decoding past the code's last word ends: a code of two words, after the second break
+    code = torch.cat([words["A"], words["B"], empty, empty]).unsqueeze(0)
+    state = m.initial_state(code)
+    for token in [1, 7, 5, 8]:                                  # <bos> x _ y: inside the two words
+        logits, state = m.step(code, torch.tensor([token]), state)
+        assert torch.isfinite(logits).all()
+    logits, state = m.step(code, torch.tensor([5]), state)      # the second break: past the last word
+    assert int(logits.argmax()) == 2 and torch.isinf(logits[0, 3:]).all()

@@ -101,6 +101,20 @@ def test_a_run_with_minutes_refits_its_steps_after_the_first_validation(tmp_path
     assert events[-1]["time"] < 0.05 * 60 + 2
 
 
+def test_a_measured_budget_picks_its_cpu_threads_and_gives_them_back(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(2)
+    try:
+        events = _run(tmp_path, max_minutes=0.05)
+        chosen = events[0]["plan"]["threads"]
+        assert chosen in (None, 1)                      # one thread when it measured faster, else all of them
+        assert torch.get_num_threads() == 2             # given back when the run ends
+        saved = json.loads((tmp_path / "run.json").read_text())["plan"]
+        assert saved["threads"] == chosen
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_constant_schedule_reproduces_the_earlier_numbers(tmp_path):
     """tests/data/constant_schedule.json was written by textvae before planned schedules (commit 3635a6b), with
     the same run; under --lr-schedule constant the losses must be the same (on one machine, bit for bit:

@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .tokenizer import BOS_ID, PAD_ID
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+SLOT_BANK = 32          # codes kept per cluster of word slots, for the slot prior (`fit_slot_prior`)
 SLOT_SUMMARY = 64       # size of the code summary fed to every decoder step when the code is made of slots
 
 
@@ -44,6 +45,9 @@ class ModelConfig:
     slot_break: int = -1            # with slots: >= 0, slots follow words: a new slot after each of this token
                                     # (a space), so a character decoded wrong does not shift the slots read
                                     # after it; -1, slots of slot_span characters
+    slot_prior: int = 0             # with slots that follow words: generate from a sequence model of the codes
+                                    # of word slots (this many clusters, a bigram model over them, codes drawn from the
+                                    # clusters' members and lengths from the corpus's), fitted to the training codes
     fitted_prior: bool = False      # generate from a Gaussian fitted to the training codes (ex-post density
                                     # estimation, Ghosh et al. 2020) rather than N(0, I): at a high rate the
                                     # codes fill only part of the prior's space
@@ -67,6 +71,10 @@ class ModelConfig:
             raise ValueError(f"model settings slots={self.slots!r}, slot_span={self.slot_span!r} are out of range")
         if not isinstance(self.slot_break, int) or not -1 <= self.slot_break < self.vocab_size:
             raise ValueError(f"model setting slot_break={self.slot_break!r} is not a token id (or -1)")
+        if self.slot_prior and (self.slot_break < 0 or not self.slots or self.num_labels
+                                or self.latent_dim // self.slots < 3 or self.slot_prior > 65_536):
+            raise ValueError("a slot prior needs slots that follow words, of at least 3 dimensions each, "
+                             "in a model without labels")
         if self.slots and (self.lm or self.latent_dim % self.slots):
             raise ValueError(f"a code of {self.slots} slots needs a VAE whose latent_dim ({self.latent_dim}) they divide")
 
@@ -107,6 +115,17 @@ def decoder_inputs(tokens: torch.Tensor) -> torch.Tensor:
     """<bos> c1 .. cn from c1 .. cn <eos>: the decoder predicts each character from those before it."""
     bos = torch.full_like(tokens[:, :1], BOS_ID)
     return torch.cat([bos, tokens[:, :-1]], dim=1)
+
+
+def _pick(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Index drawn from each row of non-negative `weights` (N, C) by inverse CDF with uniforms u (N,)."""
+    cdf = weights.cumsum(dim=1)
+    return torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1).contiguous()).squeeze(1).clamp(max=weights.shape[1] - 1)
+
+
+def _nearest(x: torch.Tensor, centres: torch.Tensor, chunk: int = 65_536) -> torch.Tensor:
+    """Index of the nearest centre of each row of x."""
+    return torch.cat([torch.cdist(x[i:i + chunk], centres).argmin(dim=1) for i in range(0, len(x), chunk)])
 
 
 class TextVAE(nn.Module):
@@ -151,12 +170,95 @@ class TextVAE(nn.Module):
         if c.fitted_prior and not c.lm:
             self.register_buffer("prior_mean", torch.zeros(c.latent_dim))
             self.register_buffer("prior_scale", torch.eye(c.latent_dim))        # Cholesky factor of the covariance
+        if c.slot_prior and not c.lm:
+            C, d = c.slot_prior, c.latent_dim // c.slots
+            self.register_buffer("slot_bank", torch.zeros(C, SLOT_BANK, d))          # member codes of each cluster
+            self.register_buffer("slot_bank_size", torch.zeros(C, dtype=torch.long))
+            self.register_buffer("slot_next", torch.zeros(C + 1, C + 1))            # row C: start, column C: end
+            self.register_buffer("slot_words", torch.zeros(c.slots + 1))             # share of items of n words
 
     def prior_sample(self, eps: torch.Tensor) -> torch.Tensor:
-        """Codes from standard normal noise eps (N, Z): eps itself under N(0, I), else mean + scale @ eps."""
+        """Codes from standard normal noise eps (N, Z): eps itself under N(0, I), else mean + scale @ eps, or
+        with a fitted slot prior, its codes drawn with eps as the source of randomness."""
+        if hasattr(self, "slot_words") and float(self.slot_words.sum()) > 0:
+            return self._slot_prior_sample(eps)
         if not hasattr(self, "prior_mean"):
             return eps
         return self.prior_mean.to(eps) + eps @ self.prior_scale.to(eps).T
+
+    def _empty_slot(self) -> torch.Tensor:
+        """The code of a slot past an item's last word: the posterior mean of an empty summary."""
+        return self.to_posterior.bias[:self.config.latent_dim // self.config.slots].detach()
+
+    def _slot_prior_sample(self, eps: torch.Tensor) -> torch.Tensor:
+        """Codes (N, Z) from the slot prior: a number of words n from the corpus's, then a chain of clusters of
+        exactly n words from the bigram model (conditioned on ending there), and for each a member's code.
+        Uniforms come from eps (Phi(eps)): the same eps, the same codes."""
+        c = self.config
+        K, d, C = c.slots, c.latent_dim // c.slots, self.slot_next.shape[0] - 1
+        u = torch.special.ndtr(eps.float())                                 # (N, Z) uniforms, Z >= 2K + 1
+        trans = self.slot_next.float()
+        ends = [trans[:, C]]                                                # chains ending after exactly j words,
+        for _ in range(K):                                                  # from each cluster (and the start)
+            nxt = trans[:, :C] @ ends[-1][:C]
+            ends.append(nxt / nxt.max().clamp_min(1e-30))                   # only ratios matter within a j
+        ends = torch.stack(ends)                                            # (K + 1, C + 1)
+        n = eps.shape[0]
+        words = _pick(self.slot_words.float().expand(n, -1), u[:, 0])       # (N,), >= 1
+        z = self._empty_slot().float().expand(n, K, d).clone()
+        prev = torch.full((n,), C, dtype=torch.long, device=eps.device)
+        for k in range(K):
+            live = k < words
+            if not bool(live.any()):
+                break
+            w = trans[prev, :C] * ends[(words - k - 1).clamp(min=0), :C]
+            w = torch.where(w.sum(dim=1, keepdim=True) > 0, w, trans[prev, :C] + 1e-12)
+            cluster = _pick(w, u[:, 1 + 2 * k])
+            size = self.slot_bank_size[cluster].clamp(min=1)
+            member = (u[:, 2 + 2 * k] * size).long().clamp(max=size - 1)
+            z[live, k] = self.slot_bank[cluster, member].float()[live]
+            prev = torch.where(live, cluster, prev)
+        return z.reshape(n, -1).to(eps.dtype)
+
+    @torch.no_grad()
+    def fit_slot_prior(self, mu: torch.Tensor, words: torch.Tensor, seed: int = 0, iterations: int = 8) -> None:
+        """Fit the slot prior to codes (N, Z) of training items of `words` (N,) words: k-means over their word
+        slots' codes, a bigram model over the clusters (start and end included), and the count of words."""
+        c = self.config
+        K, d, C = c.slots, c.latent_dim // c.slots, self.slot_next.shape[0] - 1
+        mu = mu.float().cpu().reshape(-1, K, d)
+        words = words.cpu().long().clamp(1, K)
+        N = mu.shape[0]
+        inside = torch.arange(K).unsqueeze(0) < words.unsqueeze(1)                 # (N, K)
+        X = mu[inside]                                                             # (M, d) the word slots
+        g = torch.Generator().manual_seed(seed)
+        centres = X[torch.randperm(len(X), generator=g)[:C]].clone()
+        for _ in range(iterations):
+            a = _nearest(X, centres)
+            count = torch.bincount(a, minlength=len(centres)).unsqueeze(1)
+            sums = torch.zeros_like(centres).index_add_(0, a, X)
+            centres = torch.where(count > 0, sums / count.clamp(min=1), centres)
+        a = _nearest(X, centres)
+        bank, size = torch.zeros(C, SLOT_BANK, d), torch.zeros(C, dtype=torch.long)
+        order = torch.randperm(len(X), generator=g)
+        order = order[torch.argsort(a[order], stable=True)]                       # members by cluster, shuffled
+        first = torch.searchsorted(a[order], torch.arange(len(centres)))
+        take = torch.bincount(a, minlength=len(centres)).clamp(max=SLOT_BANK)
+        for k in range(len(centres)):
+            bank[k, :take[k]] = X[order[first[k]:first[k] + take[k]]]
+        size[:len(centres)] = take
+        ids = torch.full((N, K), C, dtype=torch.long)
+        ids[inside] = a
+        prev = torch.cat([torch.full((N, 1), C, dtype=torch.long), ids], dim=1)   # (N, K + 1): start, w1 .. wK
+        nxt = torch.cat([ids, torch.full((N, 1), C, dtype=torch.long)], dim=1)    # (N, K + 1): w1 .. wK, end
+        used = torch.arange(K + 1).unsqueeze(0) <= words.unsqueeze(1)
+        counts = torch.zeros((C + 1) * (C + 1)).index_add_(0, (prev * (C + 1) + nxt)[used],
+                                                            torch.ones(int(used.sum())))
+        counts = counts.view(C + 1, C + 1)
+        self.slot_next.copy_(counts / counts.sum(dim=1, keepdim=True).clamp(min=1))
+        self.slot_bank.copy_(bank)
+        self.slot_bank_size.copy_(size)
+        self.slot_words.copy_(torch.bincount(words, minlength=K + 1)[:K + 1].float() / N)
 
     @torch.no_grad()
     def fit_prior(self, mu: torch.Tensor, logvar: torch.Tensor) -> None:
@@ -264,7 +366,7 @@ class TextVAE(nn.Module):
             keys, values = self._slot_memory(z)
             state = state if isinstance(state, tuple) else (state,)
             position = torch.zeros((1, z.shape[0]), dtype=torch.long, device=z.device)
-            fed = (self._fed_slots(z).transpose(0, 1),) if self.config.slot_feed else ()
+            fed = (self._fed_slots(z).transpose(0, 1), self._code_words(z).unsqueeze(0)) if self.config.slot_feed else ()
             return (*state, position, keys.transpose(0, 1), values.transpose(0, 1), *fed)
         return state
 
@@ -299,6 +401,18 @@ class TextVAE(nn.Module):
         if self.config.slot_break >= 0:
             return (inputs == self.config.slot_break).long().cumsum(dim=1)
         return torch.arange(inputs.shape[1], device=inputs.device).unsqueeze(0)
+
+    def _code_words(self, code: torch.Tensor) -> torch.Tensor:
+        """The words (B,) a code of slots that follow words holds: those before its trailing empty slots. A
+        decoding that starts a word past them ends there (see `step`). Other codes: no bound (2^30)."""
+        c = self.config
+        none = torch.full((code.shape[0],), 2**30, dtype=torch.long, device=code.device)
+        if c.slot_break < 0 or c.num_labels:
+            return none
+        z = code[:, :c.latent_dim].reshape(code.shape[0], c.slots, -1)
+        full = ((z - self._empty_slot().to(z)).abs().amax(dim=2) > 1e-4).long()           # (B, K)
+        words = c.slots - full.flip(1).argmax(dim=1)                                      # after the last full one
+        return torch.where(full.any(dim=1), words, none)
 
     def _fed_slots(self, code: torch.Tensor) -> torch.Tensor:
         """The code's slots (B, K + 1, Z / K), a slot of zeros after the last (read past the item's end)."""
@@ -351,7 +465,7 @@ class TextVAE(nn.Module):
         x = self._step_inputs(inputs.unsqueeze(1), z)[:, 0]                 # (B, E)
         c = self.config
         if c.slots:
-            fed = state[-1:] if c.slot_feed else ()
+            fed = state[-2:] if c.slot_feed else ()
             *rnn_state, position, keys, values = state[:len(state) - len(fed)]
             if c.slot_break >= 0:              # the position counts the breaks read so far
                 position = position + (inputs == c.slot_break).long().unsqueeze(0)
@@ -361,6 +475,11 @@ class TextVAE(nn.Module):
             out, rnn_state = self._rnn_step(x, rnn_state)
             logits = self._read_slots(out.unsqueeze(1), position.transpose(0, 1),
                                       keys.transpose(0, 1), values.transpose(0, 1))[:, 0]
+            if fed:                            # a word past the code's last: the item has ended
+                stop = (position >= fed[1])[0]
+                ended = torch.full_like(logits, float("-inf"))
+                ended[:, EOS_ID] = 0.0
+                logits = torch.where(stop.unsqueeze(1), ended, logits)
             rnn_state = rnn_state if c.cell == "lstm" else (rnn_state,)
             after = position if c.slot_break >= 0 else position + 1
             return logits, (*rnn_state, after, keys, values, *fed)

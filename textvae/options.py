@@ -56,7 +56,7 @@ DATA_FIELDS = {"valid_path": "valid", "unit": "unit", "column": "column", "label
 MODEL_FIELDS = {"cell": "cell", "embed_dim": "embed_dim", "hidden_dim": "hidden_dim", "encoder_dim": "encoder_dim",
                 "latent_dim": "latent_dim", "layers": "num_layers", "bidirectional": "bidirectional",
                 "z_every_step": "z_every_step", "lm": "lm", "slots": "slots", "slot_span": "slot_span",
-                "slot_unit": "slot_unit", "slot_feed": "slot_feed"}
+                "slot_unit": "slot_unit", "slot_feed": "slot_feed", "slot_prior": "slot_prior"}
 TRAIN_FIELDS = {"epochs": "epochs", "steps": "max_steps", "minutes": "max_minutes", "patience": "patience",
                 "batch_size": "batch_size", "lr": "lr", "clip": "clip", "kl_schedule": "kl_schedule",
                 "kl_warmup": "kl_warmup", "beta": "beta", "free_bits": "free_bits", "word_dropout": "word_dropout",
@@ -97,6 +97,9 @@ TRAIN_OPTIONS = [
     click.option("--slot-feed/--no-slot-feed", default=None,
                  help="Also feed each character's slot (and the next) into the decoder's input, not only by "
                       "attention at its output [default: on for sentences]."),
+    click.option("--slot-prior", type=click.IntRange(0, 65536),
+                 help="With slots that follow words: generate from a bigram model over this many clusters of the "
+                      "training codes' word slots; 0: from a Gaussian [default: 512 for sentences]."),
     click.option("--bidirectional/--unidirectional", default=_m("bidirectional"), show_default=True, help="Encoder direction."),
     click.option("--z-every-step/--z-initial-only", default=_m("z_every_step"), show_default=True,
                  help="Feed z to the decoder at every step, or only through its initial state (plain Bowman)."),

@@ -191,6 +191,8 @@ def plan_line(ev: dict) -> str:
     line = f"budget: {escape(plan['why'])}; batches of {ev['batch_size']}"
     if plan.get("estimate_s"):
         line += f"; estimated time {plan['estimate_s'] / 60:.1f} min"
+    if plan.get("threads"):
+        line += f"; {plan['threads']} CPU thread{'s' if plan['threads'] > 1 else ''} (measured fastest)"
     if ev.get("valid_items", 0) < ev.get("valid_of", 0):
         line += f"; validating on {ev['valid_items']:,} of the {ev['valid_of']:,} validation items"
     return line

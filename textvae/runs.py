@@ -36,8 +36,9 @@ WARM_FREE_BITS = 0.1    # --free-bits under --decoder-from: a little information
 # nat per dimension (a code as large as the item needs), and more, smaller steps.
 SENTENCE_CHARS = 40
 SENTENCE_SPAN = 8
-SENTENCE_UNIT = "char"
-SENTENCE_FEED = False
+SENTENCE_UNIT = "word"
+SENTENCE_FEED = True
+SENTENCE_PRIOR = 512    # clusters of the slot prior that generates codes of word slots (unlabelled corpora)
 SLOT_DIMS = 8
 SENTENCE_ENCODER = 64   # units each way: the encoder only fills 8-character slots, and a narrower one buys steps
 SENTENCE_TRAIN = {"free_bits": 1.0, "batch_size": 32, "lr": 5e-3, "word_dropout": 0.1, "recon_items": 200}
@@ -53,12 +54,15 @@ def sentence_settings(mean_length: float, longest: int, most_words: int = 1,
     feed = SENTENCE_FEED if feed is None else feed
     slots = max(1, most_words if unit == "word" else -(-longest // SENTENCE_SPAN))
     model = {"slots": slots, "slot_span": SENTENCE_SPAN, "latent_dim": slots * SLOT_DIMS, "fitted_prior": True,
-             "encoder_dim": SENTENCE_ENCODER, "slot_unit": unit, "slot_feed": feed}
+             "encoder_dim": SENTENCE_ENCODER, "slot_unit": unit, "slot_feed": feed,
+             "slot_prior": SENTENCE_PRIOR if unit == "word" else 0}
     each = "word" if unit == "word" else f"{SENTENCE_SPAN} characters"
+    drawn = (f"a bigram model over {SENTENCE_PRIOR} clusters of the training codes' word slots" if unit == "word"
+             else "a Gaussian fitted to the training codes")
     why = (f"items of {mean_length:.0f} characters on average read as sentences: a code of {slots} slots of "
            f"{SLOT_DIMS} dimensions, one per {each}{', fed to the decoder at their characters' if feed else ''}, "
            f"an encoder of {SENTENCE_ENCODER} units each "
-           f"way, samples drawn from a Gaussian fitted to the training codes, free bits {SENTENCE_TRAIN['free_bits']:g}, batches of {SENTENCE_TRAIN['batch_size']}, "
+           f"way, samples' codes drawn from {drawn}, free bits {SENTENCE_TRAIN['free_bits']:g}, batches of {SENTENCE_TRAIN['batch_size']}, "
            f"learning rate {SENTENCE_TRAIN['lr']:g}, character dropout {SENTENCE_TRAIN['word_dropout']:g}")
     return model, dict(SENTENCE_TRAIN), why
 
@@ -189,6 +193,9 @@ def start(data_cfg: DataConfig, model_options: dict, cfg: TrainConfig, out: str 
             model_set = {}                  # a code size the slots do not divide: one code, as asked
         model_options = {**model_options, **{k: v for k, v in model_set.items() if k not in chosen}}
         cfg = dataclasses.replace(cfg, **{k: v for k, v in train_set.items() if k not in chosen})
+    if "slot_prior" not in chosen and (labels or model_options.get("slot_unit") != "word"
+                                       or not model_options.get("slots")):
+        model_options.pop("slot_prior", None)       # a slot prior is for unlabelled codes of word slots
     if model_options.pop("slot_unit", None) == "word" and model_options.get("slots"):
         space = data.tokenizer.stoi.get(" ")
         if space is None:

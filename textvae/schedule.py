@@ -36,6 +36,7 @@ class Plan:
     valid_s: float | None = None   # measured seconds per validation
     seconds: float | None = None   # a budget in time: the seconds the steps were fitted into (else None)
     most_steps: int | None = None  # and the most steps it may grow to when refitted (None: no bound)
+    threads: int | None = None     # CPU threads the run uses, when the measurement chose them (else None)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

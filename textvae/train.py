@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ LEGACY_LR = 2e-3       # a learning rate of 2e-3,
 LEGACY_WORD_DROPOUT = 0.25   # and character dropout 0.25
 DEFAULT_LR = 5e-3      # under a planned schedule: peak learning rate (measured against 2e-3: docs/RESULTS.md),
 DEFAULT_WORD_DROPOUT = 0.0   # and no character dropout (free bits keep the code in use)
+FEWER_THREADS_GAIN = 0.9  # a run takes one CPU thread when the probe measured a step at least 10% faster on it
 RECON_EXTRA = 8        # validation reconstructs items greedily to at most this many characters past their end
 VALID_CHARS = 100_000  # a planned run validates on the first validation items holding this many characters
 SMOOTHING = 0.5        # early stopping watches an exponential average of the validation -ELBO with this weight
@@ -160,12 +162,15 @@ class Trainer:
             self.optimizer.load_state_dict(resume["optimizer"])
             self.pos.update(resume["state"])
         budget = [cfg.epochs, cfg.max_steps, cfg.max_minutes]
+        self.threads_before = torch.get_num_threads()
         if self.pos["plan"] is not None and self.pos["plan"]["budget"] == budget:
             self.plan = Plan(**{k: v for k, v in self.pos["plan"].items() if k != "budget"})
         else:                                  # a new run, or a resumed one given a new budget
             self.plan = self._plan()
             self.pos["plan"] = {**self.plan.to_dict(), "budget": budget}
         self.total_steps = self.plan.total_steps
+        if self.plan.threads:
+            torch.set_num_threads(self.plan.threads)
         self.schedule = self._kl_schedule()
         if resume is not None:
             if resume.get("rng") is not None:
@@ -194,15 +199,23 @@ class Trainer:
         cfg = self.cfg
         timed = not self.legacy and cfg.max_steps is None and cfg.epochs is None
         step_s = valid_s = None
+        threads = None
         if timed:
             # every process plans with the first one's figures
-            step_s, valid_s = distributed.from_first(self.device, *self._measure())
-        return plan(self.per_epoch, self.device.type, cfg.lr_schedule, cfg.epochs, cfg.max_steps, cfg.max_minutes,
-                    cfg.lr_warmup, step_s, valid_s)
+            step_s, valid_s, threads = self._measure()
+            step_s, valid_s = distributed.from_first(self.device, step_s, valid_s)
+        chosen = plan(self.per_epoch, self.device.type, cfg.lr_schedule, cfg.epochs, cfg.max_steps, cfg.max_minutes,
+                      cfg.lr_warmup, step_s, valid_s)
+        return dataclasses.replace(chosen, threads=threads)
 
-    def _measure(self, steps: int = 6, seconds: float = 3.0) -> tuple[float, float]:
+    def _measure(self, steps: int = 6, seconds: float = 3.0) -> tuple[float, float, int | None]:
         """Seconds per training step (at the mean padded size of an epoch's batches) and per validation, timed on
-        a copy of the model; the random state is put back, so the run is the same as without measuring."""
+        a copy of the model; the random state is put back, so the run is the same as without measuring.
+
+        On a CPU with several threads (and no OMP_NUM_THREADS set), steps are timed with all of them and with
+        one, and the faster is kept for the run (its count is the third figure, else None): small batches of
+        long items (sentences) measured a step 20-30% faster on one thread of two, whose overhead of splitting
+        small matrix products exceeds their gain."""
         rng = torch.get_rng_state()
         rng_cuda = torch.cuda.get_rng_state() if self.device.type == "cuda" else None
         scaler = self.scaler.state_dict() if self.scaler is not None else None
@@ -215,20 +228,32 @@ class Trainer:
             padded = np.array([len(b) * (int(self.train_data.lengths[b].max()) + 1) for b in batches], dtype=float)
             order = np.random.default_rng(self.cfg.seed).permutation(len(batches))
             self.model.train()
-            times, chars, start = [], [], time.perf_counter()
-            # random batches for `seconds` (at least 3 * steps of them): the first third pays for new shapes'
-            # kernels; on the rest, a step's time is fitted as a + b * padded characters
-            while len(times) < min(len(order), 200) and (time.perf_counter() - start < seconds or len(times) < 3 * steps):
-                i = order[len(times) % len(order)]
-                t0 = time.perf_counter()
-                self.step(batches[i], count=False)
-                _sync(self.device)
-                times.append(time.perf_counter() - t0)
-                chars.append(padded[i])
-            keep = len(times) // 3
-            x, y = np.array(chars[keep:]), np.array(times[keep:])
-            slope = max(float(np.polyfit(x, y, 1)[0]), 0.0) if len(set(x)) > 1 else 0.0
-            step_s = float(y.mean() + slope * (padded.mean() - x.mean()))
+
+            def step_time() -> float:
+                times, chars, start = [], [], time.perf_counter()
+                # random batches for `seconds` (at least 3 * steps of them): the first third pays for new shapes'
+                # kernels; on the rest, a step's time is fitted as a + b * padded characters
+                while len(times) < min(len(order), 200) and (time.perf_counter() - start < seconds or len(times) < 3 * steps):
+                    i = order[len(times) % len(order)]
+                    t0 = time.perf_counter()
+                    self.step(batches[i], count=False)
+                    _sync(self.device)
+                    times.append(time.perf_counter() - t0)
+                    chars.append(padded[i])
+                keep = len(times) // 3
+                x, y = np.array(chars[keep:]), np.array(times[keep:])
+                slope = max(float(np.polyfit(x, y, 1)[0]), 0.0) if len(set(x)) > 1 else 0.0
+                return float(y.mean() + slope * (padded.mean() - x.mean()))
+
+            step_s, threads = step_time(), None
+            most = torch.get_num_threads()
+            if self.device.type == "cpu" and self.world == 1 and most > 1 and "OMP_NUM_THREADS" not in os.environ:
+                torch.set_num_threads(1)
+                one = step_time()
+                if one < FEWER_THREADS_GAIN * step_s:
+                    step_s, threads = one, 1
+                else:
+                    torch.set_num_threads(most)
             t0, parts = time.perf_counter(), {}
             self._validation_figures(parts)
             _sync(self.device)
@@ -245,7 +270,7 @@ class Trainer:
             torch.set_rng_state(rng)
             if rng_cuda is not None:
                 torch.cuda.set_rng_state(rng_cuda)
-        return max(step_s, 1e-6), valid_s
+        return max(step_s, 1e-6), valid_s, threads
 
     def _board(self):
         try:
@@ -373,7 +398,7 @@ class Trainer:
         """Fit a model's generating Gaussian to the posteriors of (up to `items`) training items."""
         data, model = self.train_data, self.model
         index = np.random.default_rng(self.cfg.seed).permutation(len(data))[:items]
-        mus, logvars = [], []
+        mus, logvars, words = [], [], []
         model.eval()
         for start in range(0, len(index), 256):
             part = np.sort(index[start:start + 256])
@@ -383,7 +408,10 @@ class Trainer:
                                       None if labels is None else labels.to(self.device))
             mus.append(mu)
             logvars.append(logvar)
+            words.append((tokens == model.config.slot_break).sum(dim=1) + 1)
         model.fit_prior(torch.cat(mus), torch.cat(logvars))
+        if hasattr(model, "slot_bank"):
+            model.fit_slot_prior(torch.cat(mus), torch.cat(words), seed=self.cfg.seed)
 
     def _validation_figures(self, timing: dict | None = None) -> dict:
         cfg, model = self.cfg, self.model
@@ -443,6 +471,7 @@ class Trainer:
         try:
             yield from self._events(stop)
         finally:
+            torch.set_num_threads(self.threads_before)
             if self.board is not None:
                 self.board.close()
 
