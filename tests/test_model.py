@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from textvae.model import ModelConfig, TextVAE, decoder_inputs, reparameterize
-from textvae.tokenizer import BOS_ID, PAD_ID, CharTokenizer
+from textvae.tokenizer import BOS_ID, EOS_ID, PAD_ID, CharTokenizer
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -116,9 +116,10 @@ def test_decoding_step_by_step_gives_the_teacher_forced_logits(cell, labels, slo
         logits, state = m.step(code, inputs[:, t], state)
         steps.append(logits)
     stepped, forced = torch.stack(steps, dim=1), m.decode_code(code, inputs)
-    if feed and brk >= 0:     # past a trailing empty word slot, a decoding ends (step forces <eos>): items only
-        inside = torch.arange(inputs.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
-        stepped, forced = stepped[inside], forced[inside]
+    if feed and brk >= 0:     # in and past the code's last word, a decoding ends where a break would come
+        inside = torch.arange(inputs.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)      # (step moves the break's
+        others = [v for v in range(30) if v not in (EOS_ID, brk)]                       # odds to <eos>): the rest
+        stepped, forced = stepped[inside][:, others], forced[inside][:, others]
     torch.testing.assert_close(stepped, forced, atol=1e-5, rtol=1e-5)
     padded = torch.cat([tokens, torch.zeros(5, 4, dtype=torch.long)], dim=1)     # padding changes no code
     torch.testing.assert_close(m.encode(padded, lengths, y)[0], out.mu, atol=1e-5, rtol=1e-5)
@@ -168,8 +169,11 @@ def test_the_slot_prior_samples_codes_of_the_words_and_sequences_it_was_fitted_t
     # a decoding past the code's last word ends: a code of two words, after the second break
     code = torch.cat([words["A"], words["B"], empty, empty]).unsqueeze(0)
     state = m.initial_state(code)
-    for token in [1, 7, 5, 8]:                                  # <bos> x _ y: inside the two words
+    for token in [1, 7]:                                        # <bos> x: the first word, anything goes
         logits, state = m.step(code, torch.tensor([token]), state)
         assert torch.isfinite(logits).all()
-    logits, state = m.step(code, torch.tensor([5]), state)      # the second break: past the last word
+    for token in [5, 8]:                                        # _ y: the last word: no break, <eos> may come
+        logits, state = m.step(code, torch.tensor([token]), state)
+        assert torch.isinf(logits[0, 5]) and torch.isfinite(logits[0, 2]) and torch.isfinite(logits[0, 6:]).all()
+    logits, state = m.step(code, torch.tensor([5]), state)      # a second break all the same: past the last word
     assert int(logits.argmax()) == 2 and torch.isinf(logits[0, 3:]).all()

@@ -475,11 +475,16 @@ class TextVAE(nn.Module):
             out, rnn_state = self._rnn_step(x, rnn_state)
             logits = self._read_slots(out.unsqueeze(1), position.transpose(0, 1),
                                       keys.transpose(0, 1), values.transpose(0, 1))[:, 0]
-            if fed:                            # a word past the code's last: the item has ended
-                stop = (position >= fed[1])[0]
+            if fed and c.slot_break >= 0:      # the code's last word: where a break would start another, end
+                last = (position == fed[1] - 1)[0].unsqueeze(1)                       # (B, 1)
+                merged = logits.clone()
+                merged[:, EOS_ID] = torch.logaddexp(logits[:, EOS_ID], logits[:, c.slot_break])
+                merged[:, c.slot_break] = float("-inf")
+                logits = torch.where(last, merged, logits)
+                stop = (position >= fed[1])[0].unsqueeze(1)                            # past it: end at once
                 ended = torch.full_like(logits, float("-inf"))
                 ended[:, EOS_ID] = 0.0
-                logits = torch.where(stop.unsqueeze(1), ended, logits)
+                logits = torch.where(stop, ended, logits)
             rnn_state = rnn_state if c.cell == "lstm" else (rnn_state,)
             after = position if c.slot_break >= 0 else position + 1
             return logits, (*rnn_state, after, keys, values, *fed)
