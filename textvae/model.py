@@ -403,8 +403,8 @@ class TextVAE(nn.Module):
         return torch.arange(inputs.shape[1], device=inputs.device).unsqueeze(0)
 
     def _code_words(self, code: torch.Tensor) -> torch.Tensor:
-        """The words (B,) a code of slots that follow words holds: those before its trailing empty slots. A
-        decoding that starts a word past them ends there (see `step`). Other codes: no bound (2^30)."""
+        """The words (B,) a code of slots that follow words holds: those before its trailing empty slots. In
+        the last of them a decoding ends where a break would come (see `step`). Other codes: no bound (2^30)."""
         c = self.config
         none = torch.full((code.shape[0],), 2**30, dtype=torch.long, device=code.device)
         if c.slot_break < 0 or c.num_labels:
