@@ -389,10 +389,14 @@ class TextVAE(nn.Module):
             x = torch.cat([x, code.unsqueeze(1).expand(-1, x.shape[1], -1).to(x.dtype)], dim=-1)
         return x
 
+    def _slots(self, code: torch.Tensor) -> torch.Tensor:
+        """The code's K slots (B, K, Z / K), without the label part of a conditioned code."""
+        c = self.config
+        return code[:, :c.latent_dim].reshape(code.shape[0], c.slots, -1)
+
     def _slot_memory(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values (B, K, H) of the code's K slots, for the attention of `_read_slots`."""
-        c = self.config
-        z = code[:, :c.latent_dim].reshape(code.shape[0], c.slots, -1)              # (B, K, Z / K)
+        z = self._slots(code)
         return self.slot_key(z) + self.slot_embedding, self.slot_value(z)
 
     def slot_positions(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -409,15 +413,14 @@ class TextVAE(nn.Module):
         none = torch.full((code.shape[0],), 2**30, dtype=torch.long, device=code.device)
         if c.slot_break < 0 or c.num_labels:
             return none
-        z = code[:, :c.latent_dim].reshape(code.shape[0], c.slots, -1)
+        z = self._slots(code)
         full = ((z - self._empty_slot().to(z)).abs().amax(dim=2) > 1e-4).long()           # (B, K)
         words = c.slots - full.flip(1).argmax(dim=1)                                      # after the last full one
         return torch.where(full.any(dim=1), words, none)
 
     def _fed_slots(self, code: torch.Tensor) -> torch.Tensor:
         """The code's slots (B, K + 1, Z / K), a slot of zeros after the last (read past the item's end)."""
-        c = self.config
-        z = code[:, :c.latent_dim].reshape(code.shape[0], c.slots, -1)
+        z = self._slots(code)
         return torch.cat([z, z.new_zeros((z.shape[0], 1, z.shape[2]))], dim=1)
 
     def _feed(self, slots: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
