@@ -300,10 +300,11 @@ def test_cli_sentences_get_a_code_of_slots_and_decode_without_running_away(workd
     longest = max(map(len, lines))
     config = meta["model_config"]
     assert config["slots"] == max(len(t.split()) for t in lines) and config["fitted_prior"]    # a slot per word
-    assert config["slot_feed"] and config["slot_break"] >= 0 and config["latent_dim"] == 8 * config["slots"]
+    assert config["slot_feed"] and config["slot_break"] >= 0 and config["latent_dim"] == 16 * config["slots"]
     assert config["slot_prior"] == 512
     assert meta["model_config"]["encoder_dim"] == 64
     assert meta["train_config"]["batch_size"] == 32 and meta["train_config"]["free_bits"] == 1.0
+    assert meta["train_config"]["word_dropout"] == 0.0
     r = run("generate", "-n", "20", "--seed", "0")
     samples = r.stdout.splitlines()
     assert r.exit_code == 0 and len(samples) == 20 and all(samples) and all(len(s) <= longest for s in samples)

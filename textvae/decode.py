@@ -251,9 +251,13 @@ def sequence_logprob(model: TextVAE, z: torch.Tensor, ids: torch.Tensor) -> torc
     return picked.masked_fill(ids == PAD_ID, 0.0).sum(dim=1)
 
 
-def _state_index(state, index: torch.Tensor):
+def _state_index(state, index: torch.Tensor, before=None):
+    """The decoder state's rows `index` (on dim 1). Parts that the step passed through unchanged from `before`
+    (the state it was given: a code's slots, keys and summary) are kept as they are: they come from the code
+    alone, and beam search only moves rows among the hypotheses of the same code."""
     if isinstance(state, tuple):
-        return tuple(s[:, index] for s in state)
+        kept = before if isinstance(before, tuple) and len(before) == len(state) else (None,) * len(state)
+        return tuple(s if s is b else s[:, index] for s, b in zip(state, kept))
     return state[:, index]
 
 
@@ -287,7 +291,7 @@ def beam_search(model: TextVAE, z: torch.Tensor, beam: int = 5, max_len: int = 6
     if limits is not None:
         limits = torch.cat([limits.repeat_interleave(W), limits[:G]])       # (R + G,)
     for t in range(max_len):
-        logits, state = model.step(zb, prev, state)
+        logits, stepped = model.step(zb, prev, state)
         logp = constrain(logits, out, t, repetition_penalty, no_repeat_ngram).log_softmax(-1)
         g_logp, g_tok = logp[R:].max(dim=-1)                                # greedy rows: the likeliest character
         g_score += g_logp.masked_fill(done[R:], 0.0)
@@ -297,7 +301,7 @@ def beam_search(model: TextVAE, z: torch.Tensor, beam: int = 5, max_len: int = 6
         score, flat = (score.view(R, 1) + logp).view(N, W * V).topk(W, dim=1)   # (N, W)
         src = torch.cat([(flat // V + parents).view(-1), torch.arange(R, R + G, device=device)])
         tok = torch.cat([(flat % V).view(-1), g_tok.masked_fill(done[R:], PAD_ID)])
-        state = _state_index(state, src)
+        state = _state_index(stepped, src, state)
         out = out[src]
         out[:, t] = tok
         lengths = lengths[src] + (~done[src]).float()

@@ -356,19 +356,28 @@ class TextVAE(nn.Module):
 
     def initial_state(self, z: torch.Tensor):
         """The decoder's first state from the code: tanh(W z + b), shaped (L, B, H) (a pair for an LSTM); with
-        slots, the position (1, B) of the next character follows, then the slots' keys and values (K, B, H),
-        computed once per decoding rather than at every step. Every part has the batch on dim 1, where beam
-        search and guidance index it.
+        slots, what every step reads of the code follows, computed once per decoding rather than at every step:
+        the position (1, B) of the next character, the slots' attention keys (scaled by 1/sqrt(H)) and values
+        (K, B, H), the code's summary (1, B, S), and for fed slots each slot beside the next (K + 1, B, 2 Z / K)
+        and the code's word count (1, B). Every part has the batch on dim 1, where beam search and guidance
+        index it.
 
         `z` here (and in `step`) is the conditioned code, `condition(z, labels)`."""
         state = self._rnn_state(z)
-        if self.config.slots:
-            keys, values = self._slot_memory(z)
-            state = state if isinstance(state, tuple) else (state,)
-            position = torch.zeros((1, z.shape[0]), dtype=torch.long, device=z.device)
-            fed = (self._fed_slots(z).transpose(0, 1), self._code_words(z).unsqueeze(0)) if self.config.slot_feed else ()
-            return (*state, position, keys.transpose(0, 1), values.transpose(0, 1), *fed)
-        return state
+        c = self.config
+        if not c.slots:
+            return state
+        keys, values = self._slot_memory(z)
+        state = state if isinstance(state, tuple) else (state,)
+        position = torch.zeros((1, z.shape[0]), dtype=torch.long, device=z.device)
+        every = c.z_every_step and (not c.lm or c.num_labels)
+        summary = self.to_summary(z) if every else z.new_zeros((z.shape[0], 0))
+        parts = (position, (keys / c.hidden_dim ** 0.5).transpose(0, 1), values.transpose(0, 1), summary.unsqueeze(0))
+        if c.slot_feed:
+            slots = self._fed_slots(z)                                                  # (B, K + 1, d)
+            pairs = torch.cat([slots, torch.cat([slots[:, 1:], slots[:, -1:]], dim=1)], dim=2)
+            parts += (pairs.transpose(0, 1), self._code_words(z).unsqueeze(0))
+        return (*state, *parts)
 
     def _rnn_state(self, z: torch.Tensor):
         """The decoder RNN's first state, (L, B, H), or (h, c) for an LSTM."""
@@ -465,34 +474,46 @@ class TextVAE(nn.Module):
 
     def step(self, z: torch.Tensor, inputs: torch.Tensor, state):
         """One decoding step for sampling: inputs (B,) -> logits (B, V), next state."""
+        if self.config.slots:
+            return self._slot_step(inputs, state)
         x = self._step_inputs(inputs.unsqueeze(1), z)[:, 0]                 # (B, E)
+        out, state = self._rnn_step(x, state)
+        return self.to_logits(out), state
+
+    def _slot_step(self, inputs: torch.Tensor, state):
+        """`step` for a code of slots, from what `initial_state` computed once: the same numbers as teacher
+        forcing (`decode_code`) in a few dozen small operations (a step of a few rows costs about their count)."""
         c = self.config
-        if c.slots:
-            fed = state[-2:] if c.slot_feed else ()
-            *rnn_state, position, keys, values = state[:len(state) - len(fed)]
-            if c.slot_break >= 0:              # the position counts the breaks read so far
-                position = position + (inputs == c.slot_break).long().unsqueeze(0)
-            if fed:
-                x = torch.cat([x, self._feed(fed[0].transpose(0, 1), position.transpose(0, 1))[:, 0].to(x.dtype)], dim=-1)
-            rnn_state = tuple(rnn_state) if c.cell == "lstm" else rnn_state[0]
-            out, rnn_state = self._rnn_step(x, rnn_state)
-            logits = self._read_slots(out.unsqueeze(1), position.transpose(0, 1),
-                                      keys.transpose(0, 1), values.transpose(0, 1))[:, 0]
-            if fed and c.slot_break >= 0:      # the code's last word: where a break would start another, end
-                last = (position == fed[1] - 1)[0].unsqueeze(1)                       # (B, 1)
+        lstm = c.cell == "lstm"
+        rnn_state, (position, keys, values, summary, *fed) = state[:1 + lstm], state[1 + lstm:]
+        if c.slot_break >= 0:                  # the position counts the breaks read so far
+            position = position + (inputs == c.slot_break).long().unsqueeze(0)
+        x = self.embedding(inputs)
+        parts = [x, summary[0].to(x.dtype)]
+        if fed:                                # this character's slot and the next
+            pairs = fed[0]
+            index = position if c.slot_break >= 0 else position // c.slot_span
+            index = index.clamp(max=pairs.shape[0] - 1).unsqueeze(2).expand(1, -1, pairs.shape[2])
+            parts.append(pairs.gather(0, index)[0].to(x.dtype))
+        out, rnn_state = self._rnn_step(torch.cat(parts, dim=-1), rnn_state if lstm else rnn_state[0])
+        query = out + self.position_query(position[0].clamp(max=self.position_query.num_embeddings - 1))
+        scores = torch.bmm(keys.transpose(0, 1).to(out.dtype), query.unsqueeze(2))     # (B, K, 1)
+        context = torch.bmm(scores.softmax(dim=1).transpose(1, 2), values.transpose(0, 1).to(out.dtype))[:, 0]
+        logits = self.to_logits(torch.tanh(self.mix(torch.cat([out, context], dim=-1))))
+        if fed and c.slot_break >= 0:          # the code's last word: where a break would start another, end
+            words = fed[1]
+            last, stop = (position == words - 1)[0].unsqueeze(1), (position >= words)[0].unsqueeze(1)
+            if bool((last | stop).any()):
                 merged = logits.clone()
                 merged[:, EOS_ID] = torch.logaddexp(logits[:, EOS_ID], logits[:, c.slot_break])
                 merged[:, c.slot_break] = float("-inf")
                 logits = torch.where(last, merged, logits)
-                stop = (position >= fed[1])[0].unsqueeze(1)                            # past it: end at once
-                ended = torch.full_like(logits, float("-inf"))
+                ended = torch.full_like(logits, float("-inf"))                         # past it: end at once
                 ended[:, EOS_ID] = 0.0
                 logits = torch.where(stop, ended, logits)
-            rnn_state = rnn_state if c.cell == "lstm" else (rnn_state,)
-            after = position if c.slot_break >= 0 else position + 1
-            return logits, (*rnn_state, after, keys, values, *fed)
-        out, state = self._rnn_step(x, state)
-        return self.to_logits(out), state
+        after = position if c.slot_break >= 0 else position + 1
+        rnn_state = rnn_state if lstm else (rnn_state,)
+        return logits, (*rnn_state, after, keys, values, summary, *fed)
 
     def _rnn_step(self, x: torch.Tensor, state):
         """The decoder RNN on one input x (B, E): its output (B, H) and next state. Outside training, by the

@@ -39,9 +39,9 @@ SENTENCE_SPAN = 8
 SENTENCE_UNIT = "word"
 SENTENCE_FEED = True
 SENTENCE_PRIOR = 512    # clusters of the slot prior that generates codes of word slots (unlabelled corpora)
-SLOT_DIMS = 8
+SLOT_DIMS = 16
 SENTENCE_ENCODER = 64   # units each way: the encoder only fills slots of a word (or 8 characters); a narrower one buys steps
-SENTENCE_TRAIN = {"free_bits": 1.0, "batch_size": 32, "lr": 5e-3, "word_dropout": 0.1, "recon_items": 200}
+SENTENCE_TRAIN = {"free_bits": 1.0, "batch_size": 32, "lr": 5e-3, "word_dropout": 0.0, "recon_items": 200}
 
 
 def sentence_settings(mean_length: float, longest: int, most_words: int = 1,

@@ -208,7 +208,7 @@ class Trainer:
                       cfg.lr_warmup, step_s, valid_s)
         return dataclasses.replace(chosen, threads=threads)
 
-    def _measure(self, steps: int = 6, seconds: float = 3.0) -> tuple[float, float, int | None]:
+    def _measure(self, steps: int = 8, seconds: float = 3.0) -> tuple[float, float, int | None]:
         """Seconds per training step (at the mean padded size of an epoch's batches) and per validation, timed on
         a copy of the model; the random state is put back, so the run is the same as without measuring.
 
@@ -230,18 +230,23 @@ class Trainer:
             self.model.train()
 
             def step_time() -> float:
-                times, chars, start = [], [], time.perf_counter()
-                # random batches for `seconds` (at least 3 * steps of them): the first third pays for new shapes'
-                # kernels; on the rest, a step's time is fitted as a + b * padded characters
-                while len(times) < min(len(order), 200) and (time.perf_counter() - start < seconds or len(times) < 3 * steps):
-                    i = order[len(times) % len(order)]
+                # a pass over random batches for about half of `seconds` (at least `steps` of them) pays for their
+                # shapes' kernels and plans (on a GPU, the first step of each new shape costs several ordinary
+                # ones: a short probe timed on fresh shapes measured steps 60% slower than the run's); the same
+                # batches again are timed, and a step's time is fitted as a + b * padded characters
+                seen, start = [], time.perf_counter()
+                while len(seen) < min(len(order), 100) and (time.perf_counter() - start < seconds / 2 or len(seen) < steps):
+                    i = order[len(seen)]
+                    self.step(batches[i], count=False)
+                    seen.append(i)
+                _sync(self.device)
+                times = []
+                for i in seen:
                     t0 = time.perf_counter()
                     self.step(batches[i], count=False)
                     _sync(self.device)
                     times.append(time.perf_counter() - t0)
-                    chars.append(padded[i])
-                keep = len(times) // 3
-                x, y = np.array(chars[keep:]), np.array(times[keep:])
+                x, y = padded[seen], np.array(times)
                 slope = max(float(np.polyfit(x, y, 1)[0]), 0.0) if len(set(x)) > 1 else 0.0
                 return float(y.mean() + slope * (padded.mean() - x.mean()))
 
