@@ -60,25 +60,28 @@ def post(client, route, **body):
 
 def test_interpolate_gives_the_apis_path_with_changes_and_endpoint_fidelity(client, model):
     r = post(client, "interpolate", a="apple", b="river", steps=7)
-    assert r["texts"] == model.interpolate("apple", "river", steps=7)
+    assert r["texts"] == model.interpolate("apple", "river", steps=7, strategy="greedy")
     assert r["fractions"] == [i / 6 for i in range(7)]
     assert ["".join(p for p, _ in pieces) for pieces in r["changed"]] == r["texts"]     # pieces rebuild each row
     assert r["fidelity"]["a"]["decoded"] == r["texts"][0] and r["fidelity"]["b"]["decoded"] == r["texts"][-1]
     exact = r["fidelity"]["a"]["exact"]
     assert exact == (r["texts"][0] == "apple") == (r["fidelity"]["a"]["edit_distance"] == 0)
     assert post(client, "interpolate", a="apple", b="river", method="slerp", steps=3)["texts"] == \
-        model.interpolate("apple", "river", steps=3, method="slerp")
+        model.interpolate("apple", "river", steps=3, method="slerp", strategy="greedy")
 
 
 def test_routes_pass_only_the_decoding_fields_a_request_gives(client, model, monkeypatch):
-    """The API's own defaults decide the rest, whatever they become."""
+    """The API's own defaults decide the rest, whatever they become, but a read-out is greedy unless asked."""
     seen = {}
     monkeypatch.setattr(model, "interpolate", lambda a, b, **kw: seen.update(kw) or ["x"] * kw["steps"])
     post(client, "interpolate", a="apple", b="river")
-    assert seen == {"steps": 7, "method": "lerp", "seed": None, "label": None, "label_b": None}
+    assert seen == {"steps": 7, "method": "lerp", "seed": None, "label": None, "label_b": None, "strategy": "greedy"}
     seen.clear()
     post(client, "interpolate", a="apple", b="river", strategy="beam", beam=3, seed=4)
     assert seen["strategy"] == "beam" and seen["beam"] == 3 and seen["seed"] == 4 and "temperature" not in seen
+    seen.clear()
+    post(client, "interpolate", a="apple", b="river", beam=3)                      # a beam width asks for beam search
+    assert seen["strategy"] == "beam" and seen["beam"] == 3
 
 
 def test_near_and_samples_repeat_with_a_seed_and_match_generate(client, model):
@@ -94,10 +97,10 @@ def test_encode_decode_and_reconstruct_agree_with_the_api(client, model):
     r = post(client, "encode", texts=["apple", "river"])
     np.testing.assert_allclose(r["codes"], model.encode(["apple", "river"]), atol=1e-4)
     assert len(r["logvars"]) == 2 and len(r["logvars"][0]) == model.latent_dim
-    assert post(client, "decode", z=r["codes"])["texts"] == model.decode(np.asarray(r["codes"], dtype=np.float32))
-    assert post(client, "decode", z=r["codes"][0])["texts"] == model.decode(np.asarray(r["codes"][:1]))
+    assert post(client, "decode", z=r["codes"])["texts"] == model.decode(np.asarray(r["codes"], dtype=np.float32), strategy="greedy")
+    assert post(client, "decode", z=r["codes"][0])["texts"] == model.decode(np.asarray(r["codes"][:1]), strategy="greedy")
     out = post(client, "reconstruct", text="apple")
-    assert out["text"] == model.reconstruct(["apple"])[0] and out["exact"] == (out["text"] == "apple")
+    assert out["text"] == model.reconstruct(["apple"], strategy="greedy")[0] and out["exact"] == (out["text"] == "apple")
     assert post(client, "encode", texts=["app€"])["unknown"] == ["€"]              # the page warns of <unk>
 
 
@@ -112,7 +115,7 @@ def test_map_projects_held_out_codes_and_decodes_any_point_of_its_plane(client, 
     np.testing.assert_allclose((mu - plane.origin) @ plane.axes.T, np.c_[m["x"][:3], m["y"][:3]], atol=1e-3)
     x, y = 0.3, -0.2
     np.testing.assert_allclose((plane.code(x, y) - plane.origin) @ plane.axes.T, [x, y], atol=1e-5)
-    assert post(client, "decode", xy=[x, y])["texts"] == model.decode(plane.code(x, y)[None])
+    assert post(client, "decode", xy=[x, y])["texts"] == model.decode(plane.code(x, y)[None], strategy="greedy")
 
 
 def test_a_run_without_its_corpus_serves_everything_but_the_map(model):
@@ -133,9 +136,9 @@ def test_conditional_models_take_labels_guidance_and_label_transfer(conditional)
     assert post(conditional, "sample", n=3, label="high", seed=2, guidance=2)["texts"] == \
         m.generate(3, seed=2, label="high", guidance=2)
     assert post(conditional, "reconstruct", text="cab", label="low", to_label="high")["text"] == \
-        m.reconstruct(["cab"], label="low", to_label="high")[0]
+        m.reconstruct(["cab"], label="low", to_label="high", strategy="greedy")[0]
     assert post(conditional, "interpolate", a="cab", b="zoo", label="low", label_b="high", steps=4)["texts"] == \
-        m.interpolate("cab", "zoo", steps=4, label="low", label_b="high")
+        m.interpolate("cab", "zoo", steps=4, label="low", label_b="high", strategy="greedy")
     assert len(post(conditional, "near", text="cab", label="low", n=2)["texts"]) == 2
     assert post(conditional, "decode", xy=[0, 0], label="high")["texts"]
     mp = conditional.get("/api/map").json()
@@ -236,6 +239,28 @@ def test_the_worker_runs_one_job_at_a_time_and_bounds_the_queue():
     results = asyncio.run(main())
     assert most[0] == 1 and results[:3] == [False] * 3                # serialised, without autograd
     assert isinstance(results[3], BadRequest) and results[3].status == 429
+
+
+def test_concurrent_requests_decode_in_one_batch_as_they_would_alone(model):
+    from textvae.serve.batch import DecodeBatcher
+    jobs = [lambda i=i: model.generate(4 + i, seed=i) for i in range(5)]                       # sampled
+    jobs += [lambda: model.generate(3, seed=9, strategy="greedy", max_len=4),                   # their own limits
+             lambda: model.interpolate("abc", "hello", steps=4, strategy="greedy"),
+             lambda: model.reconstruct(["world", "ab"], strategy="greedy"),
+             lambda: model.reconstruct(["world"])]                                              # beam: alone
+    expected = [job() for job in jobs]
+
+    async def main(worker):
+        return await asyncio.gather(*(worker.run(job) for job in jobs))
+
+    batcher = DecodeBatcher(threading.Lock())
+    model.batcher, before = batcher, model.batcher
+    try:
+        results = asyncio.run(main(Worker(batcher=batcher)))
+    finally:
+        model.batcher = before
+    assert results == expected
+    assert batcher.jobs == len(jobs) - 1 and batcher.batches < batcher.jobs       # several requests per batch
 
 
 def test_loopback_addresses():

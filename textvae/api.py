@@ -42,6 +42,7 @@ class Model:
         self.path = path
         self.labels: list[str] = list(self.run.labels)   # a conditional model's label names
         self.truncate = False     # texts over `max_len`: refused (ValueError), or cut to it when True
+        self.batcher = None       # what decodes several threads' codes together (`serve.batch.DecodeBatcher`)
 
     @property
     def conditional(self) -> bool:
@@ -199,19 +200,29 @@ class Model:
     def _decode_codes(self, code: torch.Tensor, d: Decoding, seed: int | None = None, batch_size: int = 4096,
                       guidance: float = 0.0, noise_width: int = 0, limits: Sequence[int] | None = None) -> list[str]:
         """Text for each conditioned code (N, code); with guidance, each code is followed by the same z
-        under the "no label" id (N, 2 * code)."""
+        under the "no label" id (N, 2 * code). With a `batcher` (a server's), greedy and sampled decodings
+        asked for at the same time by other threads run in one batch with this one."""
         code = code.to(self.device)
         gen = self._generator(seed)
         max_len = d.max_len or self.default_max_len
+        if self.batcher is not None and d.strategy != "beam" and len(code) <= batch_size:
+            return self.batcher.decode(self, code, d, max_len, gen, noise_width, limits, guidance)
         if d.strategy == "beam":
             batch_size = max(1, batch_size // d.beam)
-        net = Guided(self.model, guidance) if guidance else self.model
         texts = []
         for start in range(0, len(code), batch_size):
-            part = None if limits is None else torch.as_tensor(limits[start:start + batch_size], device=self.device)
-            ids = decode(net, code[start:start + batch_size], d, max_len, gen, noise_width, part)
-            texts.extend(self.tokenizer.decode(row) for row in ids.tolist())
+            part = None if limits is None else limits[start:start + batch_size]
+            texts += self.decode_rows(code[start:start + batch_size], d, max_len, gen, noise_width, part, guidance)
         return texts
+
+    def decode_rows(self, code: torch.Tensor, d: Decoding, max_len: int, generator=None, noise_width: int = 0,
+                    limits: Sequence[int] | None = None, guidance: float = 0.0) -> list[str]:
+        """Text for each conditioned code (N, code) in one batch (see `_decode_codes`); `generator` may be the
+        `decode.Streams` of several callers' rows."""
+        net = Guided(self.model, guidance) if guidance else self.model
+        part = None if limits is None else torch.as_tensor(limits, device=self.device)
+        ids = decode(net, code, d, max_len, generator, noise_width, part)
+        return [self.tokenizer.decode(row) for row in ids.tolist()]
 
     def sample_prior(self, n: int, seed: int | None = None) -> torch.Tensor:
         """n codes from the model's prior: N(0, I), or the Gaussian fitted to its training codes."""

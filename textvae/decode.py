@@ -158,12 +158,23 @@ class Guided:
         return self._mix(self.model.decode_code(self._both(code), torch.cat([inputs, inputs])), code.shape[0])
 
 
-def sample_rows(probs: torch.Tensor, generator: torch.Generator | None = None, width: int = 0) -> torch.Tensor:
+@dataclass(frozen=True)
+class Streams:
+    """The random streams of several callers' rows decoded in one batch: for each caller in row order, its
+    generator, its number of rows and its `noise_width`. Each caller's rows draw their uniforms from its own
+    generator exactly as they would alone (see `sample_rows`)."""
+    parts: tuple[tuple[torch.Generator | None, int, int], ...]
+
+
+def sample_rows(probs: torch.Tensor, generator: torch.Generator | Streams | None = None, width: int = 0) -> torch.Tensor:
     """One index per row of `probs` (N, V), by the inverse of each row's cumulative distribution at a uniform
     draw. At least `width` uniforms are drawn per call whatever N, so row i's draw does not depend on how many
     rows share the batch: decoding the first m codes of a block gives the same items as decoding all of it."""
     N = probs.shape[0]
-    u = torch.rand((max(width, N),), generator=generator, device=probs.device)[:N]
+    if isinstance(generator, Streams):
+        u = torch.cat([torch.rand((max(w, n),), generator=g, device=probs.device)[:n] for g, n, w in generator.parts])
+    else:
+        u = torch.rand((max(width, N),), generator=generator, device=probs.device)[:N]
     cdf = probs.float().cumsum(dim=-1)                                       # (N, V)
     idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
     return idx.clamp(max=probs.shape[1] - 1)
@@ -172,7 +183,7 @@ def sample_rows(probs: torch.Tensor, generator: torch.Generator | None = None, w
 @torch.no_grad()
 def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: bool = True,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-                 generator: torch.Generator | None = None, noise_width: int = 0, no_repeat_ngram: int = 0,
+                 generator: torch.Generator | Streams | None = None, noise_width: int = 0, no_repeat_ngram: int = 0,
                  limits: torch.Tensor | None = None) -> torch.Tensor:
     """Decode codes z (N, code) into ids (N, max_len), padded with <pad> after each <eos> (or after row i's
     `limits[i]` characters, when given). Sampling draws `noise_width` uniforms per step at least (see
@@ -204,7 +215,7 @@ def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: boo
     return out
 
 
-def decode(net, code: torch.Tensor, d: Decoding, max_len: int, generator: torch.Generator | None = None,
+def decode(net, code: torch.Tensor, d: Decoding, max_len: int, generator: torch.Generator | Streams | None = None,
            noise_width: int = 0, limits: torch.Tensor | None = None) -> torch.Tensor:
     """Ids (N, max_len) for conditioned codes (N, code) by the strategy of `d`; `limits` (N,), when given,
     stop each row at its own length limit (at most `max_len`)."""

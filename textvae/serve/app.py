@@ -2,8 +2,9 @@
 
 Each route reads its request field by field (`query.Query`: sizes, types, ranges, the model's labels) and returns
 the model work to do; a bad request is answered with a 4xx status and {"error": "one line"}, never a traceback. The
-work then runs in one worker thread, one request at a time (`Worker`), so that concurrent users queue instead of
-splitting the CPU's threads between them. No request names a file: the page's files are the package's own.
+work then runs one request at a time under the model's lock (`Worker`), so that concurrent users queue instead of
+splitting the CPU's threads between them, and the decodings they wait for run as one batch (`batch.DecodeBatcher`).
+No request names a file: the page's files are the package's own.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
 
@@ -23,10 +25,12 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .batch import DecodeBatcher
 from .explorer import Explorer, Unavailable
 from .query import LIMITS, MAX_BODY, MAX_ITEMS, MAX_STEPS, BadRequest, Query, read_json
 
 MAX_WAITING = 256           # requests queued for the model; one more is told to come back later (429)
+WORKER_THREADS = 64         # requests in hand at once (one runs at a time; the others wait for it or its batch)
 STATIC = files("textvae.serve") / "static"
 log = logging.getLogger("textvae.serve")
 
@@ -106,11 +110,15 @@ GET = {"info": info, "map": latent_map}
 # ---------------------------------------------------------------------------- the app
 
 class Worker:
-    """Runs model calls one at a time, in one thread, without autograd: requests wait their turn rather than
-    oversubscribe the CPU's threads, and at most `max_waiting` wait."""
+    """Runs model calls without autograd, one at a time under the model's lock, so that requests wait their turn
+    rather than oversubscribe the CPU's threads; at most `max_waiting` wait. Each runs in a thread of its own, so
+    that a request waiting for its decoding lets the lock go to the next, whose decoding then joins the same
+    batch (`batch.DecodeBatcher`)."""
 
-    def __init__(self, max_waiting: int = MAX_WAITING):
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="textvae-model")
+    def __init__(self, max_waiting: int = MAX_WAITING, batcher: DecodeBatcher | None = None):
+        self.lock = batcher.cond if batcher is not None else threading.Lock()
+        self.batcher = batcher
+        self.pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="textvae-model")
         self.max_waiting = max_waiting
         self.waiting = 0
 
@@ -119,9 +127,19 @@ class Worker:
             raise BadRequest(f"busy: {self.waiting} requests are waiting for the model; try again shortly", 429)
         self.waiting += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, _without_grad, job)
+            return await asyncio.get_running_loop().run_in_executor(self.pool, self._run, job)
         finally:
             self.waiting -= 1
+
+    def _run(self, job):
+        with self.lock:
+            if self.batcher is not None:
+                self.batcher.set_holding(True)
+            try:
+                return _without_grad(job)
+            finally:
+                if self.batcher is not None:
+                    self.batcher.set_holding(False)
 
 
 def _without_grad(job):
@@ -135,7 +153,9 @@ def _without_grad(job):
 def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = None) -> Starlette:
     """The explorer's app. `allowed_hosts`: the Host names a request may carry (say, the loopback names, against
     DNS rebinding); None takes any."""
-    worker = Worker()
+    batcher = DecodeBatcher(threading.Lock())
+    explorer.model.batcher = batcher
+    worker = Worker(batcher=batcher)
 
     def endpoint(route):
         async def handle(request: Request) -> JSONResponse:

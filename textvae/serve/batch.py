@@ -1,0 +1,124 @@
+"""Decodings that concurrent requests ask for, run as one batch.
+
+A decoding step of a few rows costs about what a step of a few hundred does on a CPU (its time goes to the
+operations' fixed costs and to reading the weights), so fifty requests decoded one after another take fifty
+times as long as decoded together. The server's worker threads run their requests one at a time under the
+model's lock (`app.Worker`); a request that reaches a greedy or sampled decoding hands its codes to the batcher
+and waits, letting the lock go, so that the other requests reach theirs. The first to wait leads: it gathers
+what arrives while requests keep coming (each wait `GATHER_S`, at most `GATHER_MAX_S` in all), decodes each
+group of the same setting in one batch, and hands every request its rows. Each request's rows keep their own
+length limit and their own random stream (`decode.Streams`), so they decode as they would alone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ..decode import Decoding, Streams
+
+GATHER_S = 0.004       # a leader waits this long for another request's decoding, again while more come
+GATHER_MAX_S = 0.25    # and no longer than this in all
+
+
+@dataclass
+class _Job:
+    model: object
+    code: torch.Tensor
+    d: Decoding
+    max_len: int
+    generator: torch.Generator | None
+    noise_width: int
+    limits: list[int] | None
+    guidance: float
+    texts: list[str] | None = None
+    error: BaseException | None = None
+    done: bool = field(default=False)
+
+    def key(self) -> tuple:
+        """Jobs of the same key decode together: the same model and setting (but the length limit)."""
+        return (id(self.model), self.d.but(max_len=None), self.guidance, self.code.shape[1], self.code.dtype)
+
+
+class DecodeBatcher:
+    """Batches the decodings of the threads that hold `lock` while they run a request (see the module's text)."""
+
+    def __init__(self, lock: threading.Lock):
+        self.cond = threading.Condition(lock)
+        self.local = threading.local()
+        self.pending: list[_Job] = []
+        self.leading = False
+        self.batches = 0            # decodings run, and requests' decodings in them: for tests and benchmarks
+        self.jobs = 0
+
+    def holding(self) -> bool:
+        """Whether this thread runs a request under the lock (set by the worker)."""
+        return getattr(self.local, "holding", False)
+
+    def set_holding(self, value: bool) -> None:
+        self.local.holding = value
+
+    def decode(self, model, code: torch.Tensor, d: Decoding, max_len: int, generator, noise_width: int,
+               limits, guidance: float) -> list[str]:
+        if not self.holding():      # a call from outside the worker: alone, as without a batcher
+            return model.decode_rows(code, d, max_len, generator, noise_width, limits, guidance)
+        job = _Job(model, code, d, max_len, generator, noise_width,
+                   None if limits is None else [int(x) for x in limits], guidance)
+        self.pending.append(job)
+        self.cond.notify_all()
+        while not job.done and self.leading:
+            self.cond.wait()            # lets the lock go: other requests reach their decodings meanwhile
+        if not job.done:
+            self.leading = True
+            try:
+                self._gather()
+                while not job.done:
+                    batch, self.pending = self.pending, []
+                    self._run(batch)
+            finally:
+                self.leading = False
+                self.cond.notify_all()
+        if job.error is not None:
+            raise job.error
+        return job.texts
+
+    def _gather(self) -> None:
+        start = time.monotonic()
+        while time.monotonic() - start < GATHER_MAX_S:
+            seen = len(self.pending)
+            self.cond.wait(GATHER_S)
+            if len(self.pending) == seen:
+                break
+
+    def _run(self, batch: list[_Job]) -> None:
+        groups: dict[tuple, list[_Job]] = {}
+        for job in batch:
+            groups.setdefault(job.key(), []).append(job)
+        for jobs in groups.values():
+            try:
+                texts = self._decode(jobs)
+                for job in jobs:
+                    job.texts, texts = texts[:len(job.code)], texts[len(job.code):]
+            except Exception as e:      # every request of the group gets the error its own decoding would
+                for job in jobs:
+                    job.error = e
+            for job in jobs:
+                job.done = True
+            self.batches += 1
+            self.jobs += len(jobs)
+        self.cond.notify_all()
+
+    @staticmethod
+    def _decode(jobs: list[_Job]) -> list[str]:
+        first = jobs[0]
+        if len(jobs) == 1:
+            return first.model.decode_rows(first.code, first.d, first.max_len, first.generator, first.noise_width,
+                                           first.limits, first.guidance)
+        max_len = max(j.max_len for j in jobs)
+        limits = [min(x, j.max_len) for j in jobs for x in (j.limits or [j.max_len] * len(j.code))]
+        streams = Streams(tuple((j.generator, len(j.code), j.noise_width) for j in jobs))
+        code = torch.cat([j.code for j in jobs])
+        return first.model.decode_rows(code, first.d, max_len, streams, 0, limits, first.guidance)
