@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -36,7 +36,7 @@ class _Job:
     guidance: float
     texts: list[str] | None = None
     error: BaseException | None = None
-    done: bool = field(default=False)
+    done: bool = False
 
     def key(self) -> tuple:
         """Jobs of the same key decode together: the same model and setting (but the length limit)."""

@@ -3,10 +3,10 @@
 Every method calls the API (`textvae.api.Model`) with the decoding fields a request gave, so the API's own defaults
 apply (sampled generation, whatever they become), but for one: a code's read-out (a path's steps, a reconstruction, a
 point of the map) is greedy unless the request names a strategy or a beam, where the API searches a beam (its
-answer is a few characters closer to the text; greedy takes a fifth of the time, what a page that decodes as a
-slider moves needs). It returns plain lists
-and dicts, ready to be written as JSON. The map is the plane of the first two principal components of the codes
-of held-out items (as `textvae plot` draws it), so a point of the plane is also a code that can be decoded.
+answer is a few characters closer to the text; greedy takes a third to half of the time, what a page that decodes
+as a slider moves needs). It returns plain lists and dicts, ready to be written as JSON. The map is the plane of
+the first two principal components of the codes of held-out items (as `textvae plot` draws it), so a point of the
+plane is also a code that can be decoded.
 """
 
 from __future__ import annotations
