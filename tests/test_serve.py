@@ -263,6 +263,31 @@ def test_concurrent_requests_decode_in_one_batch_as_they_would_alone(model):
     assert batcher.jobs == len(jobs) - 1 and batcher.batches < batcher.jobs       # several requests per batch
 
 
+def test_a_decoding_that_fails_in_a_batch_fails_only_its_own_request(model, monkeypatch):
+    from textvae.serve.batch import DecodeBatcher
+    real = model.decode_rows
+
+    def picky(code, *args, **kwargs):               # a fault of one request's codes
+        if bool(torch.isnan(code).any()):
+            raise ValueError("a code is not a number")
+        return real(code, *args, **kwargs)
+
+    jobs = [lambda i=i: model.generate(3, seed=i, strategy="greedy") for i in range(3)]
+    expected = [job() for job in jobs]
+    nan = np.full((1, model.latent_dim), np.nan, dtype=np.float32)
+    jobs.insert(1, lambda: model.decode(nan, strategy="greedy"))
+    monkeypatch.setattr(model, "decode_rows", picky)
+
+    async def main(worker):
+        return await asyncio.gather(*(worker.run(job) for job in jobs), return_exceptions=True)
+
+    batcher = DecodeBatcher(threading.Lock())
+    monkeypatch.setattr(model, "batcher", batcher)
+    results = asyncio.run(main(Worker(batcher=batcher)))
+    assert isinstance(results[1], BadRequest) and "not a number" in str(results[1])
+    assert [results[0], *results[2:]] == expected and batcher.batches < batcher.jobs
+
+
 def test_loopback_addresses():
     assert loopback("127.0.0.1") and loopback("localhost") and loopback("::1") and loopback("127.0.0.2")
     assert not loopback("0.0.0.0") and not loopback("192.168.1.2") and not loopback("example.com")

@@ -102,9 +102,12 @@ class DecodeBatcher:
                 texts = self._decode(jobs)
                 for job in jobs:
                     job.texts, texts = texts[:len(job.code)], texts[len(job.code):]
-            except Exception as e:      # every request of the group gets the error its own decoding would
+            except Exception:           # one request's fault must not fail the others: each again, alone
                 for job in jobs:
-                    job.error = e
+                    try:
+                        job.texts = self._decode([job])
+                    except Exception as e:
+                        job.error = e
             for job in jobs:
                 job.done = True
             self.batches += 1
