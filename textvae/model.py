@@ -357,8 +357,7 @@ class TextVAE(nn.Module):
     def initial_state(self, z: torch.Tensor):
         """The decoder's first state from the code: tanh(W z + b), shaped (L, B, H) (a pair for an LSTM); with
         slots, what every step reads of the code follows, computed once per decoding rather than at every step:
-        the position (1, B) of the next character, the slots' attention keys (scaled by 1/sqrt(H)) and values
-        (K, B, H), the code's summary (1, B, S), and for fed slots each slot beside the next (K + 1, B, 2 Z / K)
+        the position (1, B) of the next character, the slots' attention keys and values (K, B, H), the code's summary (1, B, S), and for fed slots each slot beside the next (K + 1, B, 2 Z / K)
         and the code's word count (1, B). Every part has the batch on dim 1, where beam search and guidance
         index it.
 
@@ -372,11 +371,9 @@ class TextVAE(nn.Module):
         position = torch.zeros((1, z.shape[0]), dtype=torch.long, device=z.device)
         every = c.z_every_step and (not c.lm or c.num_labels)
         summary = self.to_summary(z) if every else z.new_zeros((z.shape[0], 0))
-        parts = (position, (keys / c.hidden_dim ** 0.5).transpose(0, 1), values.transpose(0, 1), summary.unsqueeze(0))
+        parts = (position, keys.transpose(0, 1), values.transpose(0, 1), summary.unsqueeze(0))
         if c.slot_feed:
-            slots = self._fed_slots(z)                                                  # (B, K + 1, d)
-            pairs = torch.cat([slots, torch.cat([slots[:, 1:], slots[:, -1:]], dim=1)], dim=2)
-            parts += (pairs.transpose(0, 1), self._code_words(z).unsqueeze(0))
+            parts += (self._slot_pairs(z).transpose(0, 1), self._code_words(z).unsqueeze(0))
         return (*state, *parts)
 
     def _rnn_state(self, z: torch.Tensor):
@@ -427,21 +424,20 @@ class TextVAE(nn.Module):
         words = c.slots - full.flip(1).argmax(dim=1)                                      # after the last full one
         return torch.where(full.any(dim=1), words, none)
 
-    def _fed_slots(self, code: torch.Tensor) -> torch.Tensor:
-        """The code's slots (B, K + 1, Z / K), a slot of zeros after the last (read past the item's end)."""
+    def _slot_pairs(self, code: torch.Tensor) -> torch.Tensor:
+        """Each of the code's slots beside the next one, (B, K + 1, 2 Z / K), with a slot of zeros after the last
+        (read past the item's end): what `_feed` gives each character."""
         z = self._slots(code)
-        return torch.cat([z, z.new_zeros((z.shape[0], 1, z.shape[2]))], dim=1)
+        slots = torch.cat([z, z.new_zeros((z.shape[0], 1, z.shape[2]))], dim=1)              # (B, K + 1, d)
+        return torch.cat([slots, torch.cat([slots[:, 1:], slots[:, -1:]], dim=1)], dim=2)
 
-    def _feed(self, slots: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """The slot of each step and the one after it, (B, T, 2 Z / K), from slots (B, K + 1, Z / K) and
-        positions (B or 1, T)."""
+    def _feed(self, pairs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The slot of each step and the one after it, (B, T, 2 Z / K), from `_slot_pairs` (B, K + 1, 2 Z / K)
+        and positions (B or 1, T)."""
         c = self.config
-        B, K1, d = slots.shape
         index = positions if c.slot_break >= 0 else positions // c.slot_span
-        index = index.expand(B, -1).clamp(max=K1 - 1)
-        index = torch.stack([index, (index + 1).clamp(max=K1 - 1)], dim=2).reshape(B, -1)   # (B, 2T)
-        picked = slots.gather(1, index.unsqueeze(2).expand(-1, -1, d))                       # (B, 2T, d)
-        return picked.reshape(B, -1, 2 * d)
+        index = index.expand(pairs.shape[0], -1).clamp(max=pairs.shape[1] - 1)
+        return pairs.gather(1, index.unsqueeze(2).expand(-1, -1, pairs.shape[2]))
 
     def _read_slots(self, out: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor,
                     values: torch.Tensor) -> torch.Tensor:
@@ -466,7 +462,7 @@ class TextVAE(nn.Module):
         if self.config.slots:
             positions = self.slot_positions(inputs) if positions is None else positions
             if self.config.slot_feed:
-                x = torch.cat([x, self._feed(self._fed_slots(code), positions).to(x.dtype)], dim=-1)
+                x = torch.cat([x, self._feed(self._slot_pairs(code), positions).to(x.dtype)], dim=-1)
         out, _ = self.decoder(x, self._rnn_state(code))
         if self.config.slots:
             return self._read_slots(out, positions, *self._slot_memory(code))
@@ -491,15 +487,10 @@ class TextVAE(nn.Module):
         x = self.embedding(inputs)
         parts = [x, summary[0].to(x.dtype)]
         if fed:                                # this character's slot and the next
-            pairs = fed[0]
-            index = position if c.slot_break >= 0 else position // c.slot_span
-            index = index.clamp(max=pairs.shape[0] - 1).unsqueeze(2).expand(1, -1, pairs.shape[2])
-            parts.append(pairs.gather(0, index)[0].to(x.dtype))
+            parts.append(self._feed(fed[0].transpose(0, 1), position.transpose(0, 1))[:, 0].to(x.dtype))
         out, rnn_state = self._rnn_step(torch.cat(parts, dim=-1), rnn_state if lstm else rnn_state[0])
-        query = out + self.position_query(position[0].clamp(max=self.position_query.num_embeddings - 1))
-        scores = torch.bmm(keys.transpose(0, 1).to(out.dtype), query.unsqueeze(2))     # (B, K, 1)
-        context = torch.bmm(scores.softmax(dim=1).transpose(1, 2), values.transpose(0, 1).to(out.dtype))[:, 0]
-        logits = self.to_logits(torch.tanh(self.mix(torch.cat([out, context], dim=-1))))
+        logits = self._read_slots(out.unsqueeze(1), position.transpose(0, 1),
+                                  keys.transpose(0, 1), values.transpose(0, 1))[:, 0]
         if fed and c.slot_break >= 0:          # the code's last word: where a break would start another, end
             words = fed[1]
             last, stop = (position == words - 1)[0].unsqueeze(1), (position >= words)[0].unsqueeze(1)
