@@ -161,3 +161,24 @@ def test_decoding_under_sleeping_threads_gives_the_same_text_and_leaves_the_thre
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
+def test_no_item_repeats_a_run_of_no_repeat_ngram_characters(strategy):
+    """An untrained decoder loops; with the n-gram block no run of n characters comes twice in an item."""
+    from textvae.decode import decode
+    from textvae.model import ModelConfig, TextVAE
+    torch.manual_seed(0)
+    m = TextVAE(ModelConfig(12, embed_dim=8, hidden_dim=16, latent_dim=4)).eval()
+    code = torch.randn(6, 4)
+
+    def repeats(rows, n):
+        items = [[t for t in row if t not in (PAD_ID, EOS_ID)] for row in rows.tolist()]
+        return sum(len({tuple(s[i:i + n]) for i in range(len(s) - n + 1)}) < len(s) - n + 1 for s in items)
+
+    g = torch.Generator().manual_seed(1)
+    free = decode(m, code, Decoding(strategy=strategy, no_repeat_ngram=0), 60, g)
+    assert repeats(free, 3) > 0                                  # the loops the block is for
+    for n in (3, 5):
+        g = torch.Generator().manual_seed(1)
+        assert repeats(decode(m, code, Decoding(strategy=strategy, no_repeat_ngram=n), 60, g), n) == 0

@@ -80,30 +80,51 @@ def penalize_repeats(logits: torch.Tensor, out: torch.Tensor, t: int, penalty: f
     return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
 
 
-def block_repeated_ngrams(logits: torch.Tensor, out: torch.Tensor, t: int, n: int) -> torch.Tensor:
-    """No repeated n-grams: mask every character that would complete a run of `n` characters already present
-    in the row (`out[:, :t]`, the characters emitted so far). This is what stops "and the story and the story
-    and the story" from looping until the length limit; natural repeats shorter than n stay possible."""
-    if n < 2 or t < n:
-        return logits
-    suffix = out[:, t - n + 1:t]                                             # (N, n-1): the last n-1 characters
-    windows = out[:, :t - 1].unfold(1, n - 1, 1)                             # (N, t-n+1, n-1): earlier runs
-    match = (windows == suffix.unsqueeze(1)).all(dim=-1)                     # (N, t-n+1)
-    following = out[:, n - 1:t]                                              # the character after each run
-    banned = torch.zeros_like(logits).scatter_add_(1, following, match.float()) > 0
-    banned[:, EOS_ID] = False                                                # ending is always allowed
-    return logits.masked_fill(banned, float("-inf"))
+class RepeatBlock:
+    """No repeated n-grams: at each step, mask every character that would complete a run of `n` characters
+    already present in the row (`no_repeat_ngram`). This is what stops "and the story and the story and the
+    story" from looping until the length limit; natural repeats shorter than n stay possible.
+
+    Kept up to date one character at a time, in a few operations per step whatever the length: for each
+    earlier position i of a row, `run[:, 1 + i]` is the length of the longest run of characters ending at i
+    that also ends at the row's last character (column 0 stays 0). A run of n - 1 there means that the
+    character after i would repeat an n-gram."""
+
+    def __init__(self, n: int, rows: int, max_len: int, device: torch.device):
+        self.n, self.t = n, 0
+        self.run = torch.zeros((rows, max_len + 1), dtype=torch.long, device=device)
+
+    def after(self, out: torch.Tensor, t: int) -> None:
+        """Take in the characters `out[:, t]` just emitted."""
+        self.run[:, 1:t + 1] = (out[:, :t] == out[:, t:t + 1]) * (self.run[:, :t] + 1)
+        self.t = t
+
+    def index(self, rows: torch.Tensor) -> None:
+        """Follow a reordering of the rows (beam search)."""
+        self.run = self.run[rows]
+
+    def mask(self, logits: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """`logits` (N, V) with every character that would repeat an n-gram masked (<eos> is always allowed)."""
+        t = self.t                                                                # positions before the last
+        if t < self.n - 1 or self.n < 2:
+            return logits
+        repeats = self.run[:, 1:t + 1] >= self.n - 1                              # (N, t)
+        if not bool(repeats.any()):
+            return logits
+        banned = torch.zeros_like(logits).scatter_add_(1, out[:, 1:t + 1], repeats.to(logits.dtype)) > 0
+        banned[:, EOS_ID] = False
+        return logits.masked_fill(banned, float("-inf"))
 
 
 def constrain(logits: torch.Tensor, out: torch.Tensor, t: int, repetition_penalty: float = 1.0,
-              no_repeat_ngram: int = 0) -> torch.Tensor:
+              block: RepeatBlock | None = None) -> torch.Tensor:
     """The rules every decoder follows at step t: never padding or <bos>, never an empty item (no <eos>
     first), then the repetition penalty and the n-gram block."""
     logits = _mask_specials(logits.float())
     if t == 0:
         logits[:, EOS_ID] = float("-inf")
     logits = penalize_repeats(logits, out, t, repetition_penalty)
-    return block_repeated_ngrams(logits, out, t, no_repeat_ngram)
+    return logits if block is None else block.mask(logits, out)
 
 
 def _mask_specials(logits: torch.Tensor) -> torch.Tensor:
@@ -196,9 +217,10 @@ def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: boo
     prev = torch.full((N,), BOS_ID, dtype=torch.long, device=device)
     done = torch.zeros(N, dtype=torch.bool, device=device)
     state = model.initial_state(z)
+    block = RepeatBlock(no_repeat_ngram, N, max_len, device) if no_repeat_ngram else None
     for t in range(max_len):
         logits, state = model.step(z, prev, state)       # (N, V)
-        logits = constrain(logits, out, t, repetition_penalty, no_repeat_ngram)
+        logits = constrain(logits, out, t, repetition_penalty, block)
         if greedy or temperature == 0:
             nxt = logits.argmax(dim=-1)
         else:
@@ -206,6 +228,8 @@ def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: boo
             nxt = sample_rows(probs, generator, noise_width)
         nxt = nxt.masked_fill(done, PAD_ID)
         out[:, t] = nxt
+        if block is not None:
+            block.after(out, t)
         done |= nxt == EOS_ID
         if limits is not None:
             done |= limits <= t + 1
@@ -301,9 +325,10 @@ def beam_search(model: TextVAE, z: torch.Tensor, beam: int = 5, max_len: int = 6
     parents = torch.arange(N, device=device).unsqueeze(1) * W               # (N, 1)
     if limits is not None:
         limits = torch.cat([limits.repeat_interleave(W), limits[:G]])       # (R + G,)
+    block = RepeatBlock(no_repeat_ngram, R + G, max_len, device) if no_repeat_ngram else None
     for t in range(max_len):
         logits, stepped = model.step(zb, prev, state)
-        logp = constrain(logits, out, t, repetition_penalty, no_repeat_ngram).log_softmax(-1)
+        logp = constrain(logits, out, t, repetition_penalty, block).log_softmax(-1)
         g_logp, g_tok = logp[R:].max(dim=-1)                                # greedy rows: the likeliest character
         g_score += g_logp.masked_fill(done[R:], 0.0)
         # a finished hypothesis can only be extended by padding, at no cost
@@ -315,6 +340,9 @@ def beam_search(model: TextVAE, z: torch.Tensor, beam: int = 5, max_len: int = 6
         state = _state_index(stepped, src, state)
         out = out[src]
         out[:, t] = tok
+        if block is not None:
+            block.index(src)
+            block.after(out, t)
         lengths = lengths[src] + (~done[src]).float()
         done = done[src] | (tok == EOS_ID)
         if limits is not None:

@@ -99,6 +99,24 @@ class VAEOutput(NamedTuple):
     z: torch.Tensor        # (B, Z) the code the decoder saw
 
 
+class _Reading(NamedTuple):
+    """The output layers' weights, as `_read_slots` reads them."""
+    positions: torch.Tensor | None      # (P, H) embeddings of a character's position (the query's part)
+    mix: torch.Tensor | None            # (H, H) the state's columns of `mix`
+    mix_bias: torch.Tensor | None
+    logits: torch.Tensor                # (V, H) and (V,): `to_logits`
+    logits_bias: torch.Tensor
+
+
+class _StepWeights(NamedTuple):
+    """What a decoding step reads of the module (see `TextVAE._step_weights`)."""
+    characters: torch.Tensor            # (V, G) the first layer's gates' share of each character, with biases
+    recurrent: torch.Tensor             # (H, G) the first layer's recurrent weights, transposed
+    recurrent_bias: torch.Tensor | None  # (G,) a GRU's recurrent bias
+    fed: torch.Tensor | None            # (2 Z / K, G) input weights of the fed slots, transposed
+    reading: _Reading
+
+
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
                    eps: torch.Tensor | None = None) -> torch.Tensor:
     """z ~ q(z|x), differentiable in mu and logvar (Kingma & Welling 2014).
@@ -355,26 +373,26 @@ class TextVAE(nn.Module):
     # -- p(x|z) --------------------------------------------------------------------
 
     def initial_state(self, z: torch.Tensor):
-        """The decoder's first state from the code: tanh(W z + b), shaped (L, B, H) (a pair for an LSTM); with
-        slots, what every step reads of the code follows, computed once per decoding rather than at every step:
-        the position (1, B) of the next character, the slots' attention keys and values (K, B, H), the code's summary (1, B, S), and for fed slots each slot beside the next (K + 1, B, 2 Z / K)
-        and the code's word count (1, B). Every part has the batch on dim 1, where beam search and guidance
-        index it.
+        """The decoder's first state from the code, and what every step reads of the code, computed once per
+        decoding rather than at every step: the RNN's state tanh(W z + b), (L, B, H) (two, for an LSTM); the
+        part of the first layer's gates that comes from the code (1, B, G) (see `_code_gates`); with slots,
+        the position (1, B) of the next character, the slots' attention keys and values (K, B, H), and for
+        fed slots each slot beside the next (K + 1, B, 2 Z / K) and the code's word count (1, B). Every part
+        has the batch on dim 1, where beam search and guidance index it.
 
         `z` here (and in `step`) is the conditioned code, `condition(z, labels)`."""
+        self._step_weights(refresh=True)
         state = self._rnn_state(z)
+        state = (*(state if isinstance(state, tuple) else (state,)), self._code_gates(z).unsqueeze(0))
         c = self.config
         if not c.slots:
             return state
         keys, values = self._slot_memory(z)
-        state = state if isinstance(state, tuple) else (state,)
         position = torch.zeros((1, z.shape[0]), dtype=torch.long, device=z.device)
-        every = c.z_every_step and (not c.lm or c.num_labels)
-        summary = self.to_summary(z) if every else z.new_zeros((z.shape[0], 0))
-        parts = (position, keys.transpose(0, 1), values.transpose(0, 1), summary.unsqueeze(0))
+        state += (position, keys.transpose(0, 1), values.transpose(0, 1))
         if c.slot_feed:
-            parts += (self._slot_pairs(z).transpose(0, 1), self._code_words(z).unsqueeze(0))
-        return (*state, *parts)
+            state += (self._slot_pairs(z).transpose(0, 1), self._code_words(z).unsqueeze(0))
+        return state
 
     def _rnn_state(self, z: torch.Tensor):
         """The decoder RNN's first state, (L, B, H), or (h, c) for an LSTM."""
@@ -401,9 +419,15 @@ class TextVAE(nn.Module):
         return code[:, :c.latent_dim].reshape(code.shape[0], c.slots, -1)
 
     def _slot_memory(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values (B, K, H) of the code's K slots, for the attention of `_read_slots`."""
+        """Keys and values (B, K, H) of the code's K slots, for the attention of `_read_slots`. Both come
+        ready for it: a key divided by sqrt(H) (scaled dot-product attention), a value already multiplied by
+        the output layer's weights for the context (`mix`, whose input is the state and the context side by
+        side), so that the attention's weighted sum of values is that layer's share of the context, by
+        linearity, at the cost of K products per item instead of one per character."""
         z = self._slots(code)
-        return self.slot_key(z) + self.slot_embedding, self.slot_value(z)
+        H = self.config.hidden_dim
+        keys = (self.slot_key(z) + self.slot_embedding) / H ** 0.5
+        return keys, self.slot_value(z) @ self.mix.weight[:, H:].t()
 
     def slot_positions(self, inputs: torch.Tensor) -> torch.Tensor:
         """The position of each step of decoder inputs (B, T) (<bos> c1 ..) in the code of slots: the index of
@@ -440,14 +464,24 @@ class TextVAE(nn.Module):
         return pairs.gather(1, index.unsqueeze(2).expand(-1, -1, pairs.shape[2]))
 
     def _read_slots(self, out: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor,
-                    values: torch.Tensor) -> torch.Tensor:
+                    values: torch.Tensor, weights: "_Reading | None" = None) -> torch.Tensor:
         """Logits (B, T, V) from the decoder's states `out` (B, T, H) and attention over the code's slots
-        (keys and values (B, K, H)): query = state + an embedding of the character's position."""
-        query = out + self.position_query(positions.clamp(max=self.position_query.num_embeddings - 1))
-        keys, values = keys.to(out.dtype), values.to(out.dtype)
-        attention = torch.einsum("bth,bkh->btk", query, keys).div(out.shape[-1] ** 0.5).softmax(dim=-1)
-        context = torch.einsum("btk,bkh->bth", attention, values)                  # (B, T, H)
-        return self.to_logits(torch.tanh(self.mix(torch.cat([out, context], dim=-1))))
+        (keys and values (B, K, H) from `_slot_memory`): query = state + an embedding of the character's
+        position; logits = to_logits(tanh(mix([state, context]))), the context's share of `mix` being the
+        attention's weighted sum of the values. `weights`: the layers' weights as `_step_weights` keeps them."""
+        w = weights or self._reading()
+        query = out + F.embedding(positions.clamp(max=w.positions.shape[0] - 1), w.positions)
+        attention = torch.matmul(query, keys.to(out.dtype).transpose(1, 2)).softmax(dim=-1)   # (B, T, K)
+        mixed = torch.baddbmm(F.linear(out, w.mix, w.mix_bias), attention, values.to(out.dtype))
+        return F.linear(torch.tanh(mixed), w.logits, w.logits_bias)
+
+    def _reading(self) -> "_Reading":
+        """The weights of `_read_slots` (those of the output layer alone, without slots)."""
+        H = self.config.hidden_dim
+        if not self.config.slots:
+            return _Reading(None, None, None, self.to_logits.weight, self.to_logits.bias)
+        return _Reading(self.position_query.weight, self.mix.weight[:, :H], self.mix.bias,
+                        self.to_logits.weight, self.to_logits.bias)
 
     def decode(self, z: torch.Tensor, inputs: torch.Tensor, lengths: torch.Tensor | None = None,
                labels: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -469,32 +503,35 @@ class TextVAE(nn.Module):
         return self.to_logits(out)                                           # (B, T, V)
 
     def step(self, z: torch.Tensor, inputs: torch.Tensor, state):
-        """One decoding step for sampling: inputs (B,) -> logits (B, V), next state."""
-        if self.config.slots:
-            return self._slot_step(inputs, state)
-        x = self._step_inputs(inputs.unsqueeze(1), z)[:, 0]                 # (B, E)
-        out, state = self._rnn_step(x, state)
-        return self.to_logits(out), state
+        """One decoding step for sampling: inputs (B,) -> logits (B, V), next state (from `initial_state`).
 
-    def _slot_step(self, inputs: torch.Tensor, state):
-        """`step` for a code of slots, from what `initial_state` computed once: the same numbers as teacher
-        forcing (`decode_code`) in a few dozen small operations (a step of a few rows costs about their count)."""
-        c = self.config
-        lstm = c.cell == "lstm"
-        rnn_state, (position, keys, values, summary, *fed) = state[:1 + lstm], state[1 + lstm:]
+        The same numbers as teacher forcing (`decode_code`), from what `initial_state` computed once: the
+        code's share of the first layer's gates, the slots' keys and values, and the weights as a step reads
+        them (`_step_weights`). A step's arithmetic is then the RNN's recurrent product and the output
+        layers, in a few dozen small operations (a step of a few rows costs about their count)."""
+        c, w = self.config, self._step_weights()
+        n = 2 if c.cell == "lstm" else 1
+        rnn_state, (code_gates, *memory) = state[:n], state[n:]
+        gates = code_gates[0] + F.embedding(inputs, w.characters)                # (B, G)
+        if not c.slots:
+            out, rnn_state = self._rnn_step(gates, rnn_state, w)
+            return F.linear(out, w.reading.logits, w.reading.logits_bias), (*rnn_state, code_gates)
+        position, keys, values, *fed = memory
         if c.slot_break >= 0:                  # the position counts the breaks read so far
-            position = position + (inputs == c.slot_break).long().unsqueeze(0)
-        x = self.embedding(inputs)
-        parts = [x, summary[0].to(x.dtype)]
-        if fed:                                # this character's slot and the next
-            parts.append(self._feed(fed[0].transpose(0, 1), position.transpose(0, 1))[:, 0].to(x.dtype))
-        out, rnn_state = self._rnn_step(torch.cat(parts, dim=-1), rnn_state if lstm else rnn_state[0])
-        logits = self._read_slots(out.unsqueeze(1), position.transpose(0, 1),
-                                  keys.transpose(0, 1), values.transpose(0, 1))[:, 0]
+            position = position + (inputs == c.slot_break).unsqueeze(0)
+        if fed:                                # this character's slot and the next, through their weights
+            pair = self._feed(fed[0].transpose(0, 1), position.t())[:, 0]
+            gates = torch.addmm(gates, pair.to(gates.dtype), w.fed)
+        out, rnn_state = self._rnn_step(gates, rnn_state, w)
+        logits = self._read_slots(out.unsqueeze(1), position.t(), keys.transpose(0, 1), values.transpose(0, 1),
+                                  w.reading)[:, 0]
         if fed and c.slot_break >= 0:          # the code's last word: where a break would start another, end
             words = fed[1]
-            last, stop = (position == words - 1)[0].unsqueeze(1), (position >= words)[0].unsqueeze(1)
-            if bool((last | stop).any()):
+            if bool((position >= words - 1).any()):
+                ended = ((inputs == EOS_ID) | (inputs == PAD_ID)).unsqueeze(0)       # rows done: left alone
+                words = torch.where(ended, 2**30, words)
+                fed = [fed[0], words]
+                last, stop = (position == words - 1)[0].unsqueeze(1), (position >= words)[0].unsqueeze(1)
                 merged = logits.clone()
                 merged[:, EOS_ID] = torch.logaddexp(logits[:, EOS_ID], logits[:, c.slot_break])
                 merged[:, c.slot_break] = float("-inf")
@@ -503,29 +540,81 @@ class TextVAE(nn.Module):
                 ended[:, EOS_ID] = 0.0
                 logits = torch.where(stop, ended, logits)
         after = position if c.slot_break >= 0 else position + 1
-        rnn_state = rnn_state if lstm else (rnn_state,)
-        return logits, (*rnn_state, after, keys, values, summary, *fed)
+        return logits, (*rnn_state, code_gates, after, keys, values, *fed)
 
-    def _rnn_step(self, x: torch.Tensor, state):
-        """The decoder RNN on one input x (B, E): its output (B, H) and next state. Outside training, by the
-        fused cell functions on the module's own weights: the same numbers as the module, without the fixed
-        cost of a sequence call (on CPUs about 4x the arithmetic for a step of a few rows)."""
-        if self.training:
-            out, state = self.decoder(x.unsqueeze(1), state)
-            return out[:, 0], state
-        rnn, lstm = self.decoder, self.config.cell == "lstm"
-        hs, cs = [], []
-        for k in range(self.config.num_layers):
+    @property
+    def _every_step_code(self) -> int:
+        """Width of the code's part of the decoder's input at every step (the code, or its summary): 0 without."""
+        c = self.config
+        if not c.z_every_step or (c.lm and not c.num_labels):
+            return 0
+        return SLOT_SUMMARY if c.slots else self._code_in
+
+    def _code_gates(self, code: torch.Tensor) -> torch.Tensor:
+        """The first layer's gates' share (B, G) of the code's part of its input at every step."""
+        width = self._every_step_code
+        weight = self.decoder.weight_ih_l0
+        if not width:
+            return code.new_zeros((code.shape[0], weight.shape[0]), dtype=weight.dtype)
+        s = self.to_summary(code) if self.config.slots else code
+        E = self.config.embed_dim
+        return F.linear(s.to(weight.dtype), weight[:, E:E + width])
+
+    def _step_weights(self, refresh: bool = False) -> "_StepWeights":
+        """The weights a decoding step reads, as it reads them, gathered once rather than looked up at every
+        step: above all the first layer's gates' share (V, G) of each character's embedding, with the gates'
+        biases (for a GRU the input's only: its candidate gate reads the recurrent bias apart). Kept between
+        decodings; `initial_state` makes them again (`refresh`) when a weight changed (in place, or moved)."""
+        kept = self.__dict__.get("_kept_step_weights")
+        if not refresh and kept is not None:
+            return kept[1]
+        rnn, c = self.decoder, self.config
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        lstm, E = c.cell == "lstm", c.embed_dim
+        with torch.no_grad():
+            bias = rnn.bias_ih_l0 + rnn.bias_hh_l0 if lstm else rnn.bias_ih_l0
+            characters = F.linear(self.embedding.weight, rnn.weight_ih_l0[:, :E], bias)
+        fed = rnn.weight_ih_l0[:, E + self._every_step_code:].t() if c.slots and c.slot_feed else None
+        weights = _StepWeights(characters, rnn.weight_hh_l0.t(), None if lstm else rnn.bias_hh_l0, fed,
+                               self._reading())
+        self.__dict__["_kept_step_weights"] = (key, weights)
+        return weights
+
+    def _rnn_step(self, gates: torch.Tensor, state, w: "_StepWeights"):
+        """The decoder RNN on one step, from its first layer's input gates (B, G) (the product of its input
+        weights and input, plus biases: see `_step_weights`): its output (B, H) and next state. The cell's
+        arithmetic (PyTorch's gate order and formulas) on the module's own weights, without the fixed cost of
+        a sequence call; further layers by the fused cell functions. Dropout between layers is training's, not
+        applied here."""
+        c = self.config
+        lstm, H = c.cell == "lstm", c.hidden_dim
+        h = state[0][0]
+        if lstm:                                                                   # gates i, f, g, o
+            gates = torch.addmm(gates, h, w.recurrent)
+            s = gates.sigmoid()
+            cell = s[:, H:2 * H] * state[1][0] + s[:, :H] * gates[:, 2 * H:3 * H].tanh()
+            h = s[:, 3 * H:] * cell.tanh()
+            hs, cs = [h], [cell]
+        else:                                                                      # gates r, z, n
+            hidden = torch.addmm(w.recurrent_bias, h, w.recurrent)
+            rz = (gates[:, :2 * H] + hidden[:, :2 * H]).sigmoid()
+            candidate = torch.tanh(gates[:, 2 * H:] + rz[:, :H] * hidden[:, 2 * H:])
+            h = candidate + rz[:, H:] * (h - candidate)
+            hs, cs = [h], []
+        rnn = self.decoder
+        for k in range(1, c.num_layers):
             weights = (getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}"),
                        getattr(rnn, f"bias_ih_l{k}"), getattr(rnn, f"bias_hh_l{k}"))
             if lstm:
-                h, c = torch.lstm_cell(x, (state[0][k], state[1][k]), *weights)
-                cs.append(c)
+                h, cell = torch.lstm_cell(h, (state[0][k], state[1][k]), *weights)
+                cs.append(cell)
             else:
-                h = torch.gru_cell(x, state[k], *weights)
+                h = torch.gru_cell(h, state[0][k], *weights)
             hs.append(h)
-            x = h
-        return x, ((torch.stack(hs), torch.stack(cs)) if lstm else torch.stack(hs))
+        stack = (lambda xs: xs[0].unsqueeze(0)) if len(hs) == 1 else torch.stack
+        return h, ((stack(hs), stack(cs)) if lstm else (stack(hs),))
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, inputs: torch.Tensor | None = None,
                 sample: bool = True, generator: torch.Generator | None = None,
