@@ -182,3 +182,53 @@ def test_no_item_repeats_a_run_of_no_repeat_ngram_characters(strategy):
     for n in (3, 5):
         g = torch.Generator().manual_seed(1)
         assert repeats(decode(m, code, Decoding(strategy=strategy, no_repeat_ngram=n), 60, g), n) == 0
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("slots,layers,feed,brk,labels", [(0, 1, False, -1, 0), (0, 2, False, -1, 2), (4, 1, True, 5, 0),
+                                                         (4, 2, True, 5, 0), (4, 1, False, -1, 2), (4, 1, True, -1, 0)])
+def test_numpy_steps_give_torchs_logits_and_texts(cell, slots, layers, feed, brk, labels):
+    """The CPU's decoding steps run in numpy (`arraystep`): the same logits as the model's own step, the same
+    texts, whether greedy or sampled."""
+    from textvae.arraystep import ArraySteps
+    from textvae.decode import decode
+    from textvae.model import ModelConfig, TextVAE
+    torch.manual_seed(0)
+    c = ModelConfig(30, cell=cell, embed_dim=8, hidden_dim=16, latent_dim=12, slots=slots, slot_span=3,
+                    num_labels=labels, null_label=bool(labels), num_layers=layers, slot_feed=feed, slot_break=brk)
+    m = TextVAE(c).eval()
+    code = m.condition(torch.randn(6, 12), torch.tensor([0, 1, 0, 1, 0, 1]) if labels else None).detach()
+    if brk >= 0:                                        # codes that end after their second word
+        code[:, 2 * 3:12] = m._empty_slot().repeat(2)
+    arrays = ArraySteps(m)
+    with torch.no_grad():
+        state, astate = m.initial_state(code), arrays.initial_state(code)
+        for t in range(12):
+            inputs = torch.randint(4, 30, (6,)) if t else torch.full((6,), 1)
+            inputs[::3] = brk if brk >= 0 and t % 4 == 2 else inputs[::3]
+            (logits, state), (alogits, astate) = m.step(code, inputs, state), arrays.step(code, inputs, astate)
+            torch.testing.assert_close(alogits, logits, atol=1e-5, rtol=1e-5)
+        for d in (Decoding(strategy="greedy"), Decoding(strategy="sample", temperature=1.5)):
+            g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+            assert torch.equal(decode(m, code, d, 40, g1, 8), decode_codes(m, code, 40, d.strategy == "greedy",
+                               d.temperature, generator=g2, noise_width=8, no_repeat_ngram=d.no_repeat_ngram))
+
+
+def test_rows_that_end_early_leave_the_batch_without_changing_any_text():
+    """Sampled rows of very different lengths: decoding the first m codes gives the first m texts of decoding
+    all of them, though the batch sheds its ended rows at other steps."""
+    from textvae.decode import decode
+    from textvae.model import ModelConfig, TextVAE
+    torch.manual_seed(1)
+    m = TextVAE(ModelConfig(12, embed_dim=8, hidden_dim=16, latent_dim=4)).eval()
+    with torch.no_grad():
+        m.to_logits.bias[EOS_ID] = -2.0                  # items end after a few characters, or run long
+    code = torch.randn(40, 4) * 3
+    d = Decoding(strategy="sample", no_repeat_ngram=0)
+    limits = torch.randint(5, 60, (40,))
+    full = decode(m, code, d, 60, torch.Generator().manual_seed(2), 40, limits)
+    lengths = (full != PAD_ID).sum(dim=1)
+    assert lengths.min() < 6 and lengths.max() > 20                      # rows do end at very different steps
+    for n in (1, 7, 23):
+        part = decode(m, code[:n], d, 60, torch.Generator().manual_seed(2), 40, limits[:n])
+        assert torch.equal(part, full[:n])

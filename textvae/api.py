@@ -18,7 +18,7 @@ import torch
 
 from . import checkpoint
 from .checkpoint import RunInfo
-from .decode import Decoding, Guided, decode, lerp, slerp
+from .decode import Decoding, Guided, decode, lerp, slerp, threads_for
 from .model import TextVAE, reparameterize
 from .tokenizer import CharTokenizer
 
@@ -143,7 +143,8 @@ class Model:
             index = order[start:start + batch_size]
             tokens, lengths = self.tokenizer.batch([texts[i] for i in index])
             y = None if y_all is None else y_all[torch.as_tensor(index, device=self.device)]
-            mu, logvar = self.model.encode(tokens.to(self.device), lengths.to(self.device), y)
+            with threads_for(len(index), self.device):
+                mu, logvar = self.model.encode(tokens.to(self.device), lengths.to(self.device), y)
             mus[index] = mu.float().cpu().numpy()
             logvars[index] = logvar.float().cpu().numpy()
         return (mus, logvars) if return_logvar else mus

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from .arraystep import ArraySteps
 from .model import TextVAE
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -187,15 +188,20 @@ class Streams:
     parts: tuple[tuple[torch.Generator | None, int, int], ...]
 
 
-def sample_rows(probs: torch.Tensor, generator: torch.Generator | Streams | None = None, width: int = 0) -> torch.Tensor:
+def sample_rows(probs: torch.Tensor, generator: torch.Generator | Streams | None = None, width: int = 0,
+                rows: torch.Tensor | None = None, batch: int = 0) -> torch.Tensor:
     """One index per row of `probs` (N, V), by the inverse of each row's cumulative distribution at a uniform
     draw. At least `width` uniforms are drawn per call whatever N, so row i's draw does not depend on how many
-    rows share the batch: decoding the first m codes of a block gives the same items as decoding all of it."""
-    N = probs.shape[0]
+    rows share the batch: decoding the first m codes of a block gives the same items as decoding all of it.
+    `rows`: `probs` holds these rows of a batch of `batch` (the others have ended), whose draws are made all
+    the same, so that every row draws what it would have."""
+    N = probs.shape[0] if rows is None else batch
     if isinstance(generator, Streams):
         u = torch.cat([torch.rand((max(w, n),), generator=g, device=probs.device)[:n] for g, n, w in generator.parts])
     else:
         u = torch.rand((max(width, N),), generator=generator, device=probs.device)[:N]
+    if rows is not None:
+        u = u[rows]
     cdf = probs.float().cumsum(dim=-1)                                       # (N, V)
     idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
     return idx.clamp(max=probs.shape[1] - 1)
@@ -208,24 +214,27 @@ def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: boo
                  limits: torch.Tensor | None = None) -> torch.Tensor:
     """Decode codes z (N, code) into ids (N, max_len), padded with <pad> after each <eos> (or after row i's
     `limits[i]` characters, when given). Sampling draws `noise_width` uniforms per step at least (see
-    `sample_rows`).
+    `sample_rows`). Rows that have ended leave the batch once enough of them have (`COMPACT`): a step's cost
+    grows with its rows, and the rest of a batch often runs on long after most of it is done.
 
     For a conditional model, z is the conditioned code, `model.condition(z, labels)`."""
     N = z.shape[0]
     device = z.device
-    out = torch.full((N, max_len), PAD_ID, dtype=torch.long, device=device)
+    result = torch.full((N, max_len), PAD_ID, dtype=torch.long, device=device)
+    out = result.clone()                                 # the rows still decoding (all, until some leave)
+    rows = None                                          # which rows of the batch those are, once some have left
     prev = torch.full((N,), BOS_ID, dtype=torch.long, device=device)
     done = torch.zeros(N, dtype=torch.bool, device=device)
     state = model.initial_state(z)
     block = RepeatBlock(no_repeat_ngram, N, max_len, device) if no_repeat_ngram else None
     for t in range(max_len):
-        logits, state = model.step(z, prev, state)       # (N, V)
+        logits, state = model.step(z, prev, state)       # (n, V)
         logits = constrain(logits, out, t, repetition_penalty, block)
         if greedy or temperature == 0:
             nxt = logits.argmax(dim=-1)
         else:
             probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
-            nxt = sample_rows(probs, generator, noise_width)
+            nxt = sample_rows(probs, generator, noise_width, rows, N)
         nxt = nxt.masked_fill(done, PAD_ID)
         out[:, t] = nxt
         if block is not None:
@@ -233,19 +242,40 @@ def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: boo
         done |= nxt == EOS_ID
         if limits is not None:
             done |= limits <= t + 1
-        if bool(done.all()):
+        ended = int(done.sum())
+        if ended == len(done):
             break
+        if ended >= max(COMPACT, len(done) // 8):       # let the ended rows go
+            keep = (~done).nonzero().squeeze(1)
+            result[done if rows is None else rows[done]] = out[done]
+            rows = keep if rows is None else rows[keep]
+            out, nxt, done, z = out[keep], nxt[keep], done[keep], z[keep]
+            state = model.select_rows(state, keep) if isinstance(model, ArraySteps) else _state_index(state, keep)
+            if limits is not None:
+                limits = limits[keep]
+            if block is not None:
+                block.index(keep)
         prev = nxt
-    return out
+    if rows is None:
+        return out
+    result[rows] = out
+    return result
+
+
+COMPACT = 4         # ended rows that leave a decoding's batch at once, at least (and an eighth of its rows)
 
 
 def decode(net, code: torch.Tensor, d: Decoding, max_len: int, generator: torch.Generator | Streams | None = None,
            noise_width: int = 0, limits: torch.Tensor | None = None) -> torch.Tensor:
     """Ids (N, max_len) for conditioned codes (N, code) by the strategy of `d`; `limits` (N,), when given,
     stop each row at its own length limit (at most `max_len`)."""
-    rows = len(code) * (d.beam + 1 if d.strategy == "beam" else 1)
-    with _threads_for(rows, code.device):
-        if d.strategy == "beam":
+    beam = d.strategy == "beam"
+    arrays = not beam and isinstance(net, TextVAE) and code.device.type == "cpu"
+    if arrays:                 # on a CPU the steps run in numpy (see arraystep), whose own threads do the products
+        net = ArraySteps(net)
+    rows = len(code) * (d.beam + 1 if beam else 1)
+    with threads_for(0 if arrays else rows, code.device):
+        if beam:
             return beam_search(net, code, beam=d.beam, max_len=max_len, length_penalty=d.length_penalty,
                                repetition_penalty=d.repetition_penalty, no_repeat_ngram=d.no_repeat_ngram,
                                limits=limits)
@@ -255,15 +285,16 @@ def decode(net, code: torch.Tensor, d: Decoding, max_len: int, generator: torch.
                             limits=limits)
 
 
-FEW_ROWS = 256      # decoding fewer rows than this on a CPU whose threads sleep between operations: one thread
+FEW_ROWS = 256      # encoding or decoding fewer rows than this on a CPU whose threads sleep between operations: one thread
 
 
 @contextmanager
-def _threads_for(rows: int, device: torch.device):
-    """One thread for a small decoding when OpenMP's threads sleep between operations
-    (OMP_WAIT_POLICY=PASSIVE): a step of a few rows is a few dozen small operations, and waking the other
-    threads for each cost more than it gave (measured here: a step of 10 rows of the default sentence
-    model, 1.2 ms in one thread, 2.3 ms in two). Elsewhere the threads stay as they are."""
+def threads_for(rows: int, device: torch.device):
+    """One thread for a small batch when OpenMP's threads sleep between operations (OMP_WAIT_POLICY=PASSIVE):
+    a step of a few rows is a few dozen small operations, and waking the other threads for each cost more than
+    it gave (measured here: a decoding step of 10 rows of the default sentence model, 1.2 ms in one thread,
+    2.3 ms in two; encoding 2 sentences, 3.6 ms in one, 55 in two). Elsewhere the threads stay as they are. A
+    decoding whose steps run in numpy passes 0 rows: torch then only keeps the loop's small operations."""
     threads = torch.get_num_threads()
     if (device.type != "cpu" or rows >= FEW_ROWS or threads == 1
             or os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"):

@@ -216,11 +216,7 @@ class TextVAE(nn.Module):
         K, d, C = c.slots, c.latent_dim // c.slots, self.slot_next.shape[0] - 1
         u = torch.special.ndtr(eps.float())                                 # (N, Z) uniforms, Z >= 2K + 1
         trans = self.slot_next.float()
-        ends = [trans[:, C]]                                                # chains ending after exactly j words,
-        for _ in range(K):                                                  # from each cluster (and the start)
-            nxt = trans[:, :C] @ ends[-1][:C]
-            ends.append(nxt / nxt.max().clamp_min(1e-30))                   # only ratios matter within a j
-        ends = torch.stack(ends)                                            # (K + 1, C + 1)
+        ends = self._chain_ends()
         n = eps.shape[0]
         words = _pick(self.slot_words.float().expand(n, -1), u[:, 0])       # (N,), >= 1
         z = self._empty_slot().float().expand(n, K, d).clone()
@@ -237,6 +233,22 @@ class TextVAE(nn.Module):
             z[live, k] = self.slot_bank[cluster, member].float()[live]
             prev = torch.where(live, cluster, prev)
         return z.reshape(n, -1).to(eps.dtype)
+
+    def _chain_ends(self) -> torch.Tensor:
+        """(K + 1, C + 1): row j, in proportion for each cluster (and the start), the chance that a chain from it
+        ends after exactly j more words. Made once per fitted prior (again when `slot_next` changes)."""
+        key = (self.slot_next.data_ptr(), self.slot_next._version, self.slot_next.device)
+        kept = self.__dict__.get("_kept_chain_ends")
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        trans, C = self.slot_next.float(), self.slot_next.shape[0] - 1
+        ends = [trans[:, C]]
+        for _ in range(self.config.slots):
+            nxt = trans[:, :C] @ ends[-1][:C]
+            ends.append(nxt / nxt.max().clamp_min(1e-30))                   # only ratios matter within a j
+        ends = torch.stack(ends)
+        self.__dict__["_kept_chain_ends"] = (key, ends)
+        return ends
 
     @torch.no_grad()
     def fit_slot_prior(self, mu: torch.Tensor, words: torch.Tensor, seed: int = 0, iterations: int = 8) -> None:

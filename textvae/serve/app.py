@@ -116,7 +116,7 @@ class Worker:
     batch (`batch.DecodeBatcher`)."""
 
     def __init__(self, max_waiting: int = MAX_WAITING, batcher: DecodeBatcher | None = None):
-        self.lock = batcher.cond if batcher is not None else threading.Lock()
+        self.lock = batcher.lock if batcher is not None else threading.Lock()
         self.batcher = batcher
         self.pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="textvae-model")
         self.max_waiting = max_waiting
@@ -132,14 +132,11 @@ class Worker:
             self.waiting -= 1
 
     def _run(self, job):
-        with self.lock:
-            if self.batcher is not None:
-                self.batcher.set_holding(True)
-            try:
+        if self.batcher is None:
+            with self.lock:
                 return _without_grad(job)
-            finally:
-                if self.batcher is not None:
-                    self.batcher.set_holding(False)
+        with self.batcher.request():
+            return _without_grad(job)
 
 
 def _without_grad(job):

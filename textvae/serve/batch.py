@@ -3,25 +3,27 @@
 A decoding step of a few rows costs about what a step of a few hundred does on a CPU (its time goes to the
 operations' fixed costs and to reading the weights), so fifty requests decoded one after another take fifty
 times as long as decoded together. The server's worker threads run their requests one at a time under the
-model's lock (`app.Worker`); a request that reaches a greedy or sampled decoding hands its codes to the batcher
-and waits, letting the lock go, so that the other requests reach theirs. The first to wait leads: it gathers
-what arrives while requests keep coming (each wait `GATHER_S`, at most `GATHER_MAX_S` in all), decodes each
-group of the same setting in one batch, and hands every request its rows. Each request's rows keep their own
-length limit and their own random stream (`decode.Streams`), so they decode as they would alone.
+model's lock (`request`); a request that reaches a greedy or sampled decoding hands its codes to the batcher
+and waits, letting the lock go, so that the other requests reach theirs. The first to wait leads: it waits
+until every request in the worker has either handed in its decoding or finished (at most `GATHER_MAX_S`), and
+then while more keep arriving (`GATHER_S` at a time), decodes each group of the same setting in one batch,
+and hands every request its rows. Each request's rows keep their own length limit and their own random stream
+(`decode.Streams`), so they decode as they would alone.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import torch
 
 from ..decode import Decoding, Streams
 
-GATHER_S = 0.004       # a leader waits this long for another request's decoding, again while more come
-GATHER_MAX_S = 0.25    # and no longer than this in all
+GATHER_S = 0.004       # a leader waits this long for another request to arrive, again while more come
+GATHER_MAX_S = 0.5     # and no longer than this in all
 
 
 @dataclass
@@ -34,43 +36,60 @@ class _Job:
     noise_width: int
     limits: list[int] | None
     guidance: float
+    wake: threading.Condition | None = None     # what its thread waits on, on the model's lock
     texts: list[str] | None = None
     error: BaseException | None = None
     done: bool = False
 
     def key(self) -> tuple:
         """Jobs of the same key decode together: the same model and setting (but the length limit)."""
-        return (id(self.model), self.d.but(max_len=None), self.guidance, self.code.shape[1], self.code.dtype)
+        return (id(self.model), replace(self.d, max_len=None), self.guidance, self.code.shape[1], self.code.dtype)
 
 
 class DecodeBatcher:
     """Batches the decodings of the threads that hold `lock` while they run a request (see the module's text)."""
 
     def __init__(self, lock: threading.Lock):
-        self.cond = threading.Condition(lock)
+        self.lock = lock
+        self.arrivals = threading.Condition(lock)   # what a leader waits on: decodings handed in, requests done
         self.local = threading.local()
+        self.arrived = 0            # requests in the worker: waiting for the lock, or holding it
+        self.counting = threading.Lock()
         self.pending: list[_Job] = []
         self.leading = False
         self.batches = 0            # decodings run, and requests' decodings in them: for tests and benchmarks
         self.jobs = 0
 
     def holding(self) -> bool:
-        """Whether this thread runs a request under the lock (set by the worker)."""
+        """Whether this thread runs a request under the lock (see `request`)."""
         return getattr(self.local, "holding", False)
 
-    def set_holding(self, value: bool) -> None:
-        self.local.holding = value
+    @contextmanager
+    def request(self):
+        """Around a request's work in a worker thread: counted in from before it waits for the lock, run holding
+        the lock, counted out when done (the leader of a batch waits for every request counted in)."""
+        with self.counting:
+            self.arrived += 1
+        with self.lock:
+            self.local.holding = True
+            try:
+                yield
+            finally:
+                self.local.holding = False
+                with self.counting:
+                    self.arrived -= 1
+                self.arrivals.notify()
 
     def decode(self, model, code: torch.Tensor, d: Decoding, max_len: int, generator, noise_width: int,
                limits, guidance: float) -> list[str]:
         if not self.holding():      # a call from outside the worker: alone, as without a batcher
             return model.decode_rows(code, d, max_len, generator, noise_width, limits, guidance)
         job = _Job(model, code, d, max_len, generator, noise_width,
-                   None if limits is None else [int(x) for x in limits], guidance)
+                   None if limits is None else [int(x) for x in limits], guidance, threading.Condition(self.lock))
         self.pending.append(job)
-        self.cond.notify_all()
+        self.arrivals.notify()
         while not job.done and self.leading:
-            self.cond.wait()            # lets the lock go: other requests reach their decodings meanwhile
+            job.wake.wait()             # lets the lock go: other requests reach their decodings meanwhile
         if not job.done:
             self.leading = True
             try:
@@ -80,17 +99,23 @@ class DecodeBatcher:
                     self._run(batch)
             finally:
                 self.leading = False
-                self.cond.notify_all()
+                for waiting in self.pending:        # handed in meanwhile: one of them leads the next batch
+                    waiting.wake.notify()
         if job.error is not None:
             raise job.error
         return job.texts
 
     def _gather(self) -> None:
-        start = time.monotonic()
-        while time.monotonic() - start < GATHER_MAX_S:
-            seen = len(self.pending)
-            self.cond.wait(GATHER_S)
-            if len(self.pending) == seen:
+        """Wait (letting the lock go) until every request in the worker has handed in its decoding or finished,
+        then while more arrive, `GATHER_S` at a time; `GATHER_MAX_S` at most in all."""
+        deadline = time.monotonic() + GATHER_MAX_S
+        while (left := deadline - time.monotonic()) > 0:
+            seen = (len(self.pending), self.arrived)
+            if seen[0] < seen[1]:
+                self.arrivals.wait(left)
+                continue
+            self.arrivals.wait(min(GATHER_S, left))
+            if (len(self.pending), self.arrived) == seen:
                 break
 
     def _run(self, batch: list[_Job]) -> None:
@@ -110,9 +135,9 @@ class DecodeBatcher:
                         job.error = e
             for job in jobs:
                 job.done = True
+                job.wake.notify()
             self.batches += 1
             self.jobs += len(jobs)
-        self.cond.notify_all()
 
     @staticmethod
     def _decode(jobs: list[_Job]) -> list[str]:
