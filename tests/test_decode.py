@@ -206,12 +206,15 @@ def test_numpy_steps_give_torchs_logits_and_texts(cell, slots, layers, feed, brk
         for t in range(12):
             inputs = torch.randint(4, 30, (6,)) if t else torch.full((6,), 1)
             inputs[::3] = brk if brk >= 0 and t % 4 == 2 else inputs[::3]
-            (logits, state), (alogits, astate) = m.step(code, inputs, state), arrays.step(code, inputs, astate)
-            torch.testing.assert_close(alogits, logits, atol=1e-5, rtol=1e-5)
-        for d in (Decoding(strategy="greedy"), Decoding(strategy="sample", temperature=1.5)):
+            (logits, state), (alogits, astate) = m.step(code, inputs, state), arrays.step(code, inputs.numpy(), astate)
+            torch.testing.assert_close(torch.from_numpy(alogits), logits, atol=1e-5, rtol=1e-5)
+        for d in (Decoding(strategy="greedy", no_repeat_ngram=3), Decoding(strategy="sample", temperature=1.5),
+                  Decoding(strategy="sample", top_k=5, top_p=0.8, repetition_penalty=1.5, no_repeat_ngram=4)):
             g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-            assert torch.equal(decode(m, code, d, 40, g1, 8), decode_codes(m, code, 40, d.strategy == "greedy",
-                               d.temperature, generator=g2, noise_width=8, no_repeat_ngram=d.no_repeat_ngram))
+            limits = torch.tensor([40, 3, 17, 40, 9, 25])
+            assert torch.equal(decode(m, code, d, 40, g1, 8, limits),
+                               decode_codes(m, code, 40, d.strategy == "greedy", d.temperature, d.top_k, d.top_p,
+                                            d.repetition_penalty, g2, 8, d.no_repeat_ngram, limits))
 
 
 def test_rows_that_end_early_leave_the_batch_without_changing_any_text():

@@ -231,7 +231,7 @@ class Model:
         return self._prior(torch.randn((n, self.latent_dim), generator=gen))
 
     def _prior(self, eps: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), threads_for(len(eps), self.device):
             return self.model.prior_sample(eps.to(self.device)).cpu()
 
     def sample_near(self, text: str, n: int, radius: float = 1.0, seed: int | None = None, label=None) -> torch.Tensor:

@@ -24,21 +24,42 @@ def _array(t: torch.Tensor | None) -> np.ndarray | None:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * np.tanh(0.5 * x) + 0.5          # no overflow for large |x|
+    """sigmoid(x), in x's own memory (x is an array of the step's own): torch's kernel, 3x numpy's here."""
+    torch.sigmoid_(torch.from_numpy(x))
+    return x
+
+
+def _tanh(x: np.ndarray) -> np.ndarray:
+    """tanh(x) as 2 sigmoid(2x) - 1: torch's and numpy's tanh both take 3-4x their sigmoid's time here."""
+    return 2.0 * _sigmoid(2.0 * x) - 1.0
 
 
 class ArraySteps:
     """`initial_state` and `step` of a `TextVAE` on the CPU, in numpy (see the module's text). The state is a tuple
     of arrays with the batch first: each layer's h (and c), the code's share of the first layer's gates, and with
-    slots the position, the keys (B, H, K), the values (B, K, H), the fed pairs and the word count."""
+    slots the position, the keys (B, H, K), the values (B, K, H), the fed pairs and the word count.
+
+    Every squashing function is a sigmoid: the first layer's gates that go through a tanh (an LSTM's candidate,
+    a GRU's new state) have their weights doubled here, tanh(x) being 2 sigmoid(2x) - 1, so that one sigmoid
+    covers all of a step's gates."""
+
+    @classmethod
+    def of(cls, model: TextVAE) -> "ArraySteps":
+        """The steps of `model`, kept with it while its weights stay as they are."""
+        kept = model.__dict__.get("_kept_array_steps")
+        if kept is None or kept.weights is not model._step_weights(refresh=True):
+            kept = model.__dict__["_kept_array_steps"] = cls(model)
+        return kept
 
     def __init__(self, model: TextVAE):
         self.model = model
         self.config = c = model.config
         self.lstm = c.cell == "lstm"
-        w = model._step_weights(refresh=True)
-        self.characters, self.recurrent = _array(w.characters), _array(w.recurrent)
-        self.recurrent_bias, self.fed = _array(w.recurrent_bias), _array(w.fed)
+        self.weights = w = model._step_weights(refresh=True)
+        H = c.hidden_dim
+        self.doubled = slice(2 * H, 3 * H)             # the gates under a tanh: an LSTM's g, a GRU's n
+        self.characters, self.recurrent = self._double(w.characters), self._double(w.recurrent)
+        self.recurrent_bias, self.fed = self._double(w.recurrent_bias), self._double(w.fed)
         r = w.reading
         self.positions, self.mix, self.mix_bias = _array(r.positions), _array(r.mix), _array(r.mix_bias)
         self.logits, self.logits_bias = _array(r.logits).T, _array(r.logits_bias)
@@ -48,13 +69,23 @@ class ArraySteps:
         self.layers = [tuple(_array(getattr(rnn, f"{name}_l{k}")) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
                        for k in range(1, c.num_layers)]
 
+    def _double(self, weight: torch.Tensor | None) -> np.ndarray | None:
+        """A copy of the first layer's gate weights (..., G) with the tanh gates' columns doubled."""
+        if weight is None:
+            return None
+        out = np.array(_array(weight), dtype=np.float32, order="C")
+        out[..., self.doubled] *= 2.0
+        return out
+
     def initial_state(self, code: torch.Tensor):
-        """`TextVAE.initial_state`'s state, as arrays with the batch first."""
+        """`TextVAE.initial_state`'s state, as arrays with the batch first (the code's gates doubled as the
+        weights are)."""
         c = self.config
         state = [s.numpy() for s in self.model.initial_state(code)]
         n = 2 if self.lstm else 1
         rnn = [list(s) for s in state[:n]]                                   # per layer (B, H)
-        code_gates = np.ascontiguousarray(state[n][0])
+        code_gates = np.array(state[n][0], dtype=np.float32, order="C")
+        code_gates[:, self.doubled] *= 2.0
         if not c.slots:
             return (*rnn, code_gates)
         position, keys, values, *fed = state[n + 1:]
@@ -64,15 +95,14 @@ class ArraySteps:
             parts += [np.ascontiguousarray(fed[0].transpose(1, 0, 2)), fed[1][0].copy()]
         return (*rnn, code_gates, *parts)
 
-    def select_rows(self, state, rows: torch.Tensor):
+    def select_rows(self, state, rows: np.ndarray):
         """The state of the batch's rows `rows` alone."""
-        index = rows.numpy()
-        return tuple([s[index] for s in part] if isinstance(part, list) else part[index] for part in state)
+        return tuple([s[rows] for s in part] if isinstance(part, list) else part[rows] for part in state)
 
-    def step(self, z: torch.Tensor, inputs: torch.Tensor, state):
-        """`TextVAE.step`: inputs (B,) -> logits (B, V) (a tensor), next state."""
+    def step(self, z: torch.Tensor, inputs: np.ndarray, state):
+        """`TextVAE.step` in numpy: inputs (B,) -> logits (B, V), next state."""
         c = self.config
-        x = inputs.numpy()
+        x = inputs
         n = 2 if self.lstm else 1
         rnn, (code_gates, *memory) = state[:n], state[n:]
         gates = code_gates + self.characters[x]
@@ -87,13 +117,13 @@ class ArraySteps:
                 gates = gates + pairs[np.arange(len(x)), index] @ self.fed
         out, rnn = self._rnn(gates, rnn)
         if not c.slots:
-            return torch.from_numpy(out @ self.logits + self.logits_bias), (*rnn, code_gates)
+            return out @ self.logits + self.logits_bias, (*rnn, code_gates)
         query = out + self.positions[np.minimum(position, len(self.positions) - 1)]
         scores = (query[:, None, :] @ keys)[:, 0]                              # (B, K)
         attention = np.exp(scores - scores.max(axis=1, keepdims=True))
         attention /= attention.sum(axis=1, keepdims=True)
         mixed = out @ self.mix + self.mix_bias + (attention[:, None, :] @ values)[:, 0]
-        logits = np.tanh(mixed) @ self.logits + self.logits_bias
+        logits = _tanh(mixed) @ self.logits + self.logits_bias
         if fed and c.slot_break >= 0:          # the code's last word: see `TextVAE.step`
             words = fed[1]
             if (position >= words - 1).any():
@@ -106,30 +136,36 @@ class ArraySteps:
                 logits[stop] = -np.inf
                 logits[stop, EOS_ID] = 0.0
         after = position if c.slot_break >= 0 else position + 1
-        return torch.from_numpy(logits), (*rnn, code_gates, after, keys, values, *fed)
+        return logits, (*rnn, code_gates, after, keys, values, *fed)
 
     def _rnn(self, gates: np.ndarray, state):
-        """`TextVAE._rnn_step` in numpy: (output (B, H), next state)."""
+        """`TextVAE._rnn_step` in numpy: (output (B, H), next state). The first layer's gates come with their
+        tanh gates doubled (see the class's text)."""
         H = self.config.hidden_dim
-        hs, cs = [], []
         h = state[0][0]
-        for k in range(self.config.num_layers):
-            if k:                                                               # a further layer, from h below
-                w_ih, w_hh, b_ih, b_hh = self.layers[k - 1]
-                gates = h @ w_ih.T + b_ih
-                h = state[0][k]
-                if self.lstm:
-                    gates = gates + b_hh
-            if self.lstm:                                                       # gates i, f, g, o
-                gates = gates + h @ (self.recurrent if k == 0 else w_hh.T)
+        if self.lstm:                                                           # gates i, f, g, o
+            s = _sigmoid(gates + h @ self.recurrent)
+            cell = s[:, H:2 * H] * state[1][0] + s[:, :H] * (2.0 * s[:, 2 * H:3 * H] - 1.0)
+            h = s[:, 3 * H:] * _tanh(cell)
+            hs, cs = [h], [cell]
+        else:                                                                   # gates r, z, n
+            hidden = h @ self.recurrent + self.recurrent_bias
+            rz = _sigmoid(gates[:, :2 * H] + hidden[:, :2 * H])
+            candidate = 2.0 * _sigmoid(gates[:, 2 * H:] + rz[:, :H] * hidden[:, 2 * H:]) - 1.0
+            h = candidate + rz[:, H:] * (h - candidate)
+            hs, cs = [h], []
+        for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.layers, start=1):     # further layers, from h below
+            inputs, hidden = h @ w_ih.T + b_ih, state[0][k] @ w_hh.T + b_hh
+            if self.lstm:
+                gates = inputs + hidden
+                candidate = _tanh(gates[:, 2 * H:3 * H])
                 s = _sigmoid(gates)
-                cell = s[:, H:2 * H] * state[1][k] + s[:, :H] * np.tanh(gates[:, 2 * H:3 * H])
-                h = s[:, 3 * H:] * np.tanh(cell)
+                cell = s[:, H:2 * H] * state[1][k] + s[:, :H] * candidate
+                h = s[:, 3 * H:] * _tanh(cell)
                 cs.append(cell)
-            else:                                                               # gates r, z, n
-                hidden = h @ self.recurrent + self.recurrent_bias if k == 0 else h @ w_hh.T + b_hh
-                rz = _sigmoid(gates[:, :2 * H] + hidden[:, :2 * H])
-                candidate = np.tanh(gates[:, 2 * H:] + rz[:, :H] * hidden[:, 2 * H:])
-                h = candidate + rz[:, H:] * (h - candidate)
+            else:
+                rz = _sigmoid(inputs[:, :2 * H] + hidden[:, :2 * H])
+                candidate = _tanh(inputs[:, 2 * H:] + rz[:, :H] * hidden[:, 2 * H:])
+                h = candidate + rz[:, H:] * (state[0][k] - candidate)
             hs.append(h)
         return h, ((hs, cs) if self.lstm else (hs,))

@@ -10,6 +10,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 
+import numpy as np
 import torch
 
 from .arraystep import ArraySteps
@@ -91,20 +92,22 @@ class RepeatBlock:
     that also ends at the row's last character (column 0 stays 0). A run of n - 1 there means that the
     character after i would repeat an n-gram."""
 
-    def __init__(self, n: int, rows: int, max_len: int, device: torch.device):
+    def __init__(self, n: int, out):
+        """`out`: the decoding's rows (N, max_len), a tensor or (on the CPU's numpy path) an array."""
         self.n, self.t = n, 0
-        self.run = torch.zeros((rows, max_len + 1), dtype=torch.long, device=device)
+        shape = (out.shape[0], out.shape[1] + 1)
+        self.run = np.zeros(shape, dtype=np.int64) if isinstance(out, np.ndarray) else out.new_zeros(shape)
 
-    def after(self, out: torch.Tensor, t: int) -> None:
+    def after(self, out, t: int) -> None:
         """Take in the characters `out[:, t]` just emitted."""
         self.run[:, 1:t + 1] = (out[:, :t] == out[:, t:t + 1]) * (self.run[:, :t] + 1)
         self.t = t
 
-    def index(self, rows: torch.Tensor) -> None:
-        """Follow a reordering of the rows (beam search)."""
+    def index(self, rows) -> None:
+        """Follow a reordering or a selection of the rows (beam search; rows that leave a batch)."""
         self.run = self.run[rows]
 
-    def mask(self, logits: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    def mask(self, logits, out):
         """`logits` (N, V) with every character that would repeat an n-gram masked (<eos> is always allowed)."""
         t = self.t                                                                # positions before the last
         if t < self.n - 1 or self.n < 2:
@@ -112,20 +115,36 @@ class RepeatBlock:
         repeats = self.run[:, 1:t + 1] >= self.n - 1                              # (N, t)
         if not bool(repeats.any()):
             return logits
-        banned = torch.zeros_like(logits).scatter_add_(1, out[:, 1:t + 1], repeats.to(logits.dtype)) > 0
+        if isinstance(logits, np.ndarray):
+            rows, at = np.nonzero(repeats)
+            banned = np.zeros(logits.shape, dtype=bool)
+            banned[rows, out[rows, at + 1]] = True
+        else:
+            banned = torch.zeros_like(logits).scatter_add_(1, out[:, 1:t + 1], repeats.to(logits.dtype)) > 0
         banned[:, EOS_ID] = False
-        return logits.masked_fill(banned, float("-inf"))
+        logits[banned] = float("-inf")
+        return logits
 
 
-def constrain(logits: torch.Tensor, out: torch.Tensor, t: int, repetition_penalty: float = 1.0,
-              block: RepeatBlock | None = None) -> torch.Tensor:
+def constrain(logits, out, t: int, repetition_penalty: float = 1.0, block: RepeatBlock | None = None):
     """The rules every decoder follows at step t: never padding or <bos>, never an empty item (no <eos>
-    first), then the repetition penalty and the n-gram block."""
-    logits = _mask_specials(logits.float())
+    first), then the repetition penalty and the n-gram block. Tensors, or on the CPU's numpy path arrays."""
+    logits = _mask_specials(logits if isinstance(logits, np.ndarray) else logits.float())
     if t == 0:
         logits[:, EOS_ID] = float("-inf")
-    logits = penalize_repeats(logits, out, t, repetition_penalty)
+    if repetition_penalty != 1.0:
+        logits = _like(logits, penalize_repeats(_tensor(logits), _tensor(out), t, repetition_penalty))
     return logits if block is None else block.mask(logits, out)
+
+
+def _tensor(x):
+    """A tensor of x, an array or a tensor (an array's memory is shared, not copied)."""
+    return torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+
+
+def _like(x, t: torch.Tensor):
+    """`t` as the kind of x: an array when x is one."""
+    return t.numpy() if isinstance(x, np.ndarray) else t
 
 
 def _mask_specials(logits: torch.Tensor) -> torch.Tensor:
@@ -217,25 +236,31 @@ def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: boo
     `sample_rows`). Rows that have ended leave the batch once enough of them have (`COMPACT`): a step's cost
     grows with its rows, and the rest of a batch often runs on long after most of it is done.
 
+    `model` may be the CPU's numpy steps (`arraystep.ArraySteps`): the loop's own arrays are then numpy's too
+    (its operations are written for either kind), and only sampling turns to torch's functions.
+
     For a conditional model, z is the conditioned code, `model.condition(z, labels)`."""
     N = z.shape[0]
-    device = z.device
-    result = torch.full((N, max_len), PAD_ID, dtype=torch.long, device=device)
-    out = result.clone()                                 # the rows still decoding (all, until some leave)
+    if isinstance(model, ArraySteps):
+        full = lambda shape, value: np.full(shape, value, dtype=np.int64)           # noqa: E731
+        limits = None if limits is None else limits.numpy()
+    else:
+        full = lambda shape, value: torch.full(shape, value, dtype=torch.long, device=z.device)  # noqa: E731
+    result, out = full((N, max_len), PAD_ID), full((N, max_len), PAD_ID)   # all rows; those still decoding
     rows = None                                          # which rows of the batch those are, once some have left
-    prev = torch.full((N,), BOS_ID, dtype=torch.long, device=device)
-    done = torch.zeros(N, dtype=torch.bool, device=device)
+    prev = full((N,), BOS_ID)
+    done = full((N,), 0) > 0
     state = model.initial_state(z)
-    block = RepeatBlock(no_repeat_ngram, N, max_len, device) if no_repeat_ngram else None
+    block = RepeatBlock(no_repeat_ngram, out) if no_repeat_ngram else None
     for t in range(max_len):
         logits, state = model.step(z, prev, state)       # (n, V)
         logits = constrain(logits, out, t, repetition_penalty, block)
         if greedy or temperature == 0:
-            nxt = logits.argmax(dim=-1)
+            nxt = logits.argmax(-1)
         else:
-            probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
-            nxt = sample_rows(probs, generator, noise_width, rows, N)
-        nxt = nxt.masked_fill(done, PAD_ID)
+            probs = filter_logits(_tensor(logits) / temperature, top_k, top_p).softmax(dim=-1)
+            nxt = _like(logits, sample_rows(probs, generator, noise_width, None if rows is None else _tensor(rows), N))
+        nxt[done] = PAD_ID
         out[:, t] = nxt
         if block is not None:
             block.after(out, t)
@@ -246,20 +271,20 @@ def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: boo
         if ended == len(done):
             break
         if ended >= max(COMPACT, len(done) // 8):       # let the ended rows go
-            keep = (~done).nonzero().squeeze(1)
+            keep = (~done).nonzero()[0] if isinstance(done, np.ndarray) else (~done).nonzero().squeeze(1)
             result[done if rows is None else rows[done]] = out[done]
             rows = keep if rows is None else rows[keep]
-            out, nxt, done, z = out[keep], nxt[keep], done[keep], z[keep]
+            out, nxt, done, z = out[keep], nxt[keep], done[keep], z[_tensor(keep)]
             state = model.select_rows(state, keep) if isinstance(model, ArraySteps) else _state_index(state, keep)
             if limits is not None:
                 limits = limits[keep]
             if block is not None:
                 block.index(keep)
         prev = nxt
-    if rows is None:
-        return out
-    result[rows] = out
-    return result
+    if rows is not None:
+        result[rows] = out
+        out = result
+    return _tensor(out)
 
 
 COMPACT = 4         # ended rows that leave a decoding's batch at once, at least (and an eighth of its rows)
@@ -272,7 +297,7 @@ def decode(net, code: torch.Tensor, d: Decoding, max_len: int, generator: torch.
     beam = d.strategy == "beam"
     arrays = not beam and isinstance(net, TextVAE) and code.device.type == "cpu"
     if arrays:                 # on a CPU the steps run in numpy (see arraystep), whose own threads do the products
-        net = ArraySteps(net)
+        net = ArraySteps.of(net)
     rows = len(code) * (d.beam + 1 if beam else 1)
     with threads_for(0 if arrays else rows, code.device):
         if beam:
@@ -356,7 +381,7 @@ def beam_search(model: TextVAE, z: torch.Tensor, beam: int = 5, max_len: int = 6
     parents = torch.arange(N, device=device).unsqueeze(1) * W               # (N, 1)
     if limits is not None:
         limits = torch.cat([limits.repeat_interleave(W), limits[:G]])       # (R + G,)
-    block = RepeatBlock(no_repeat_ngram, R + G, max_len, device) if no_repeat_ngram else None
+    block = RepeatBlock(no_repeat_ngram, out) if no_repeat_ngram else None
     for t in range(max_len):
         logits, stepped = model.step(zb, prev, state)
         logp = constrain(logits, out, t, repetition_penalty, block).log_softmax(-1)
