@@ -35,9 +35,7 @@ def _tanh(x: np.ndarray) -> np.ndarray:
 
 
 class ArraySteps:
-    """`initial_state` and `step` of a `TextVAE` on the CPU, in numpy (see the module's text). The state is a tuple
-    of arrays with the batch first: each layer's h (and c), the code's share of the first layer's gates, and with
-    slots the position, the keys (B, H, K), the values (B, K, H), the fed pairs and the word count.
+    """`initial_state` and `step` of a `TextVAE` on the CPU, in numpy (see the module's text).
 
     Every squashing function is a sigmoid: the first layer's gates that go through a tanh (an LSTM's candidate,
     a GRU's new state) have their weights doubled here, tanh(x) being 2 sigmoid(2x) - 1, so that one sigmoid
@@ -68,6 +66,13 @@ class ArraySteps:
         rnn = model.decoder
         self.layers = [tuple(_array(getattr(rnn, f"{name}_l{k}")) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
                        for k in range(1, c.num_layers)]
+        if c.slots:              # the attention through the slots' own weights (see `step`)
+            with torch.no_grad():
+                scale, context = H ** -0.5, model.mix.weight[:, H:]
+                self.key_weight = _array(model.slot_key.weight * scale)                          # (H, d)
+                self.key_bias = _array(((model.slot_key.bias + model.slot_embedding) * scale).T).copy()  # (H, K)
+                self.value_weight = _array(model.slot_value.weight.T @ context.T)                # (d, H)
+                self.value_bias = _array(model.slot_value.bias @ context.T)                      # (H,)
 
     def _double(self, weight: torch.Tensor | None) -> np.ndarray | None:
         """A copy of the first layer's gate weights (..., G) with the tanh gates' columns doubled."""
@@ -78,21 +83,21 @@ class ArraySteps:
         return out
 
     def initial_state(self, code: torch.Tensor):
-        """`TextVAE.initial_state`'s state, as arrays with the batch first (the code's gates doubled as the
-        weights are)."""
-        c = self.config
-        state = [s.numpy() for s in self.model.initial_state(code)]
-        n = 2 if self.lstm else 1
-        rnn = [list(s) for s in state[:n]]                                   # per layer (B, H)
-        code_gates = np.array(state[n][0], dtype=np.float32, order="C")
+        """The decoder's first state from the code, as arrays with the batch first: each layer's h (and c), the
+        code's share of the first layer's gates (doubled as the weights are), and with slots the position, the
+        slots themselves (B, K, Z / K), and for fed slots the pairs and the word count (see
+        `TextVAE.initial_state`)."""
+        m, c = self.model, self.config
+        self.model._step_weights(refresh=True)
+        rnn = m._rnn_state(code)
+        rnn = [list(s.numpy()) for s in (rnn if isinstance(rnn, tuple) else (rnn,))]      # per layer (B, H)
+        code_gates = np.array(m._code_gates(code).numpy(), dtype=np.float32, order="C")
         code_gates[:, self.doubled] *= 2.0
         if not c.slots:
             return (*rnn, code_gates)
-        position, keys, values, *fed = state[n + 1:]
-        parts = [position[0].copy(), np.ascontiguousarray(keys.transpose(1, 2, 0)),
-                 np.ascontiguousarray(values.transpose(1, 0, 2))]
-        if fed:
-            parts += [np.ascontiguousarray(fed[0].transpose(1, 0, 2)), fed[1][0].copy()]
+        parts = [np.zeros(len(code), dtype=np.int64), np.ascontiguousarray(m._slots(code).numpy())]
+        if c.slot_feed:
+            parts += [m._slot_pairs(code).numpy(), m._code_words(code).numpy()]
         return (*rnn, code_gates, *parts)
 
     def select_rows(self, state, rows: np.ndarray):
@@ -107,7 +112,7 @@ class ArraySteps:
         rnn, (code_gates, *memory) = state[:n], state[n:]
         gates = code_gates + self.characters[x]
         if c.slots:
-            position, keys, values, *fed = memory
+            position, slots, *fed = memory
             if c.slot_break >= 0:
                 position = position + (x == c.slot_break)
             if fed:
@@ -118,11 +123,16 @@ class ArraySteps:
         out, rnn = self._rnn(gates, rnn)
         if not c.slots:
             return out @ self.logits + self.logits_bias, (*rnn, code_gates)
+        # A slot's key and value are affine in its code: key_k = (W_k z_k + b_k + e_k) / sqrt(H), value_k (already
+        # through the output layer's context weights, see `TextVAE._slot_memory`) = V z_k + v. So a query's scores
+        # are (q W_k) . z_k + q . (b_k + e_k) / sqrt(H), and the attention's sum of values is V (sum_k a_k z_k) + v:
+        # products with the slots' small codes rather than with keys and values as wide as the state.
         query = out + self.positions[np.minimum(position, len(self.positions) - 1)]
-        scores = (query[:, None, :] @ keys)[:, 0]                              # (B, K)
+        scores = query @ self.key_bias + (slots @ (query @ self.key_weight)[:, :, None])[:, :, 0]   # (B, K)
         attention = np.exp(scores - scores.max(axis=1, keepdims=True))
         attention /= attention.sum(axis=1, keepdims=True)
-        mixed = out @ self.mix + self.mix_bias + (attention[:, None, :] @ values)[:, 0]
+        context = (attention[:, None, :] @ slots)[:, 0] @ self.value_weight + self.value_bias
+        mixed = out @ self.mix + self.mix_bias + context
         logits = _tanh(mixed) @ self.logits + self.logits_bias
         if fed and c.slot_break >= 0:          # the code's last word: see `TextVAE.step`
             words = fed[1]
@@ -136,7 +146,7 @@ class ArraySteps:
                 logits[stop] = -np.inf
                 logits[stop, EOS_ID] = 0.0
         after = position if c.slot_break >= 0 else position + 1
-        return logits, (*rnn, code_gates, after, keys, values, *fed)
+        return logits, (*rnn, code_gates, after, slots, *fed)
 
     def _rnn(self, gates: np.ndarray, state):
         """`TextVAE._rnn_step` in numpy: (output (B, H), next state). The first layer's gates come with their

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -135,10 +136,11 @@ def decoder_inputs(tokens: torch.Tensor) -> torch.Tensor:
     return torch.cat([bos, tokens[:, :-1]], dim=1)
 
 
-def _pick(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Index drawn from each row of non-negative `weights` (N, C) by inverse CDF with uniforms u (N,)."""
-    cdf = weights.cumsum(dim=1)
-    return torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1).contiguous()).squeeze(1).clamp(max=weights.shape[1] - 1)
+def _pick(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Index drawn from each row of non-negative `weights` (N, C) by inverse CDF with uniforms u (N,): the number
+    of the cumulative weights below u times their total (summed in double precision, kept in single)."""
+    cdf = np.cumsum(weights, axis=1, dtype=np.float64).astype(np.float32)
+    return np.minimum((cdf < (u * cdf[:, -1])[:, None]).sum(axis=1), weights.shape[1] - 1)
 
 
 def _nearest(x: torch.Tensor, centres: torch.Tensor, chunk: int = 65_536) -> torch.Tensor:
@@ -211,27 +213,30 @@ class TextVAE(nn.Module):
     def _slot_prior_sample(self, eps: torch.Tensor) -> torch.Tensor:
         """Codes (N, Z) from the slot prior: a number of words n from the corpus's, then a chain of clusters of
         exactly n words from the bigram model (conditioned on ending there), and for each a member's code.
-        Uniforms come from eps (Phi(eps)): the same eps, the same codes."""
+        Uniforms come from eps (Phi(eps)): the same eps, the same codes. The chain is drawn in numpy, on the
+        CPU: a word at a time, a dozen small operations each, which cost a tenth of torch's there."""
         c = self.config
         K, d, C = c.slots, c.latent_dim // c.slots, self.slot_next.shape[0] - 1
-        u = torch.special.ndtr(eps.float())                                 # (N, Z) uniforms, Z >= 2K + 1
-        trans = self.slot_next.float()
-        ends = self._chain_ends()
+        u = torch.special.ndtr(eps.float()).cpu().numpy()                   # (N, Z) uniforms, Z >= 2K + 1
+        trans = self.slot_next.float().cpu().numpy()
+        ends = self._chain_ends().cpu().numpy()
+        sizes = self.slot_bank_size.cpu().numpy()
         n = eps.shape[0]
-        words = _pick(self.slot_words.float().expand(n, -1), u[:, 0])       # (N,), >= 1
-        z = self._empty_slot().float().expand(n, K, d).clone()
-        prev = torch.full((n,), C, dtype=torch.long, device=eps.device)
-        for k in range(K):
+        words = _pick(np.broadcast_to(self.slot_words.float().cpu().numpy(), (n, K + 1)), u[:, 0])  # (N,), >= 1
+        clusters, members = np.zeros((n, K), dtype=np.int64), np.zeros((n, K), dtype=np.int64)
+        prev = np.full(n, C)
+        for k in range(min(K, int(words.max()))):
             live = k < words
-            if not bool(live.any()):
-                break
-            w = trans[prev, :C] * ends[(words - k - 1).clamp(min=0), :C]
-            w = torch.where(w.sum(dim=1, keepdim=True) > 0, w, trans[prev, :C] + 1e-12)
+            w = trans[prev, :C] * ends[np.maximum(words - k - 1, 0), :C]
+            w = np.where(w.sum(axis=1, keepdims=True) > 0, w, trans[prev, :C] + np.float32(1e-12))
             cluster = _pick(w, u[:, 1 + 2 * k])
-            size = self.slot_bank_size[cluster].clamp(min=1)
-            member = (u[:, 2 + 2 * k] * size).long().clamp(max=size - 1)
-            z[live, k] = self.slot_bank[cluster, member].float()[live]
-            prev = torch.where(live, cluster, prev)
+            size = np.maximum(sizes[cluster], 1)
+            member = np.minimum((u[:, 2 + 2 * k] * size.astype(np.float32)).astype(np.int64), size - 1)
+            clusters[:, k], members[:, k] = cluster, member
+            prev = np.where(live, cluster, prev)
+        live = torch.as_tensor(np.arange(K) < words[:, None], device=eps.device)            # (N, K)
+        codes = self.slot_bank[torch.as_tensor(clusters, device=eps.device), torch.as_tensor(members, device=eps.device)]
+        z = torch.where(live.unsqueeze(2), codes.float(), self._empty_slot().float())       # (N, K, d)
         return z.reshape(n, -1).to(eps.dtype)
 
     def _chain_ends(self) -> torch.Tensor:
