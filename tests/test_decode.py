@@ -134,6 +134,13 @@ def test_encode_keeps_input_order_across_batches(trained_run):
     small = m.encode(texts, batch_size=7)
     assert abs(whole - small).max() < 1e-5
     assert abs(whole[3] - m.encode([texts[3]])[0]).max() < 1e-5
+    torch.set_num_threads(2)                    # batches shared out between threads, one torch thread each
+    try:
+        shared = m.encode(texts, batch_size=7)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert abs(whole - shared).max() < 1e-5
 
 
 def test_decodings_of_a_texts_code_stop_at_a_length_the_text_makes_sensible(trained_run):

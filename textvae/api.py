@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import math
-
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -128,10 +128,14 @@ class Model:
             out |= self.tokenizer.unknown_chars(t)
         return out
 
-    @torch.no_grad()
-    def encode(self, texts: Sequence[str], return_logvar: bool = False, batch_size: int = 512, labels=None):
+    def encode(self, texts: Sequence[str], return_logvar: bool = False, batch_size: int | None = None, labels=None):
         """Posterior means (N, Z) of `texts`, in input order, as a numpy array (and log-variances if asked).
-        A conditional model needs the texts' labels (one name, or one per text)."""
+        A conditional model needs the texts' labels (one name, or one per text).
+
+        Texts of similar lengths are encoded together, `batch_size` at a time (on a CPU 128, else 512). On a
+        CPU with several threads, a long list is shared out between them a batch at a time, each batch in one
+        thread: an RNN step's operations are too small for threads to share them well (measured here: 2,000
+        sentences in 0.73 s so, 1.6 s in batches of 512 on both threads)."""
         if isinstance(texts, str):
             texts = [texts]
         texts = self.fit_lengths(list(texts))
@@ -139,14 +143,27 @@ class Model:
         mus = np.zeros((len(texts), self.latent_dim), dtype=np.float32)
         logvars = np.zeros_like(mus)
         order = np.argsort([len(t) for t in texts], kind="stable")      # similar lengths together: little padding
-        for start in range(0, len(texts), batch_size):
-            index = order[start:start + batch_size]
+        cpu = self.device.type == "cpu"
+        size = batch_size or (CPU_ENCODE_BATCH if cpu else 512)
+
+        @torch.no_grad()
+        def part(start: int) -> None:
+            index = order[start:start + size]
             tokens, lengths = self.tokenizer.batch([texts[i] for i in index])
             y = None if y_all is None else y_all[torch.as_tensor(index, device=self.device)]
-            with threads_for(len(index), self.device):
-                mu, logvar = self.model.encode(tokens.to(self.device), lengths.to(self.device), y)
+            mu, logvar = self.model.encode(tokens.to(self.device), lengths.to(self.device), y)
             mus[index] = mu.float().cpu().numpy()
             logvars[index] = logvar.float().cpu().numpy()
+
+        starts = range(0, len(texts), size)
+        workers = min(torch.get_num_threads(), len(starts)) if cpu else 1
+        if workers > 1:
+            with threads_for(0, self.device, always=True), ThreadPoolExecutor(workers) as pool:
+                list(pool.map(part, starts))
+        else:
+            for start in starts:
+                with threads_for(min(size, len(texts) - start), self.device):
+                    part(start)
         return (mus, logvars) if return_logvar else mus
 
     @staticmethod
@@ -319,6 +336,7 @@ class Model:
 LENGTH_SLACK = 8           # characters a decoding of a text's code may run past 1.5 x the text's length
 MAX_PATH_STEPS = 1000       # points on an interpolation path, at most
 MAX_DECODE_LEN = 100_000    # characters of one decoded item, at most
+CPU_ENCODE_BATCH = 128     # texts encoded together on a CPU (see `Model.encode`)
 BLOCK = 256     # items generated together: each block has its own seed (`Model.iter_generate`)
 
 

@@ -314,15 +314,16 @@ FEW_ROWS = 256      # encoding or decoding fewer rows than this on a CPU whose t
 
 
 @contextmanager
-def threads_for(rows: int, device: torch.device):
+def threads_for(rows: int, device: torch.device, always: bool = False):
     """One thread for a small batch when OpenMP's threads sleep between operations (OMP_WAIT_POLICY=PASSIVE):
     a step of a few rows is a few dozen small operations, and waking the other threads for each cost more than
     it gave (measured here: a decoding step of 10 rows of the default sentence model, 1.2 ms in one thread,
     2.3 ms in two; encoding 2 sentences, 3.6 ms in one, 55 in two). Elsewhere the threads stay as they are. A
-    decoding whose steps run in numpy passes 0 rows: torch then only keeps the loop's small operations."""
+    decoding whose steps run in numpy passes 0 rows: torch then only keeps the loop's small operations.
+    `always`: one thread whatever the policy (for work that shares the threads out itself)."""
     threads = torch.get_num_threads()
     if (device.type != "cpu" or rows >= FEW_ROWS or threads == 1
-            or os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"):
+            or not always and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"):
         yield
         return
     torch.set_num_threads(1)
