@@ -239,6 +239,9 @@ def test_rows_that_end_early_leave_the_batch_without_changing_any_text():
     full = decode(m, code, d, 60, torch.Generator().manual_seed(2), 40, limits)
     lengths = (full != PAD_ID).sum(dim=1)
     assert lengths.min() < 6 and lengths.max() > 20                      # rows do end at very different steps
+    torch_loop = decode_codes(m, code, 60, greedy=False, generator=torch.Generator().manual_seed(2), noise_width=40,
+                              limits=limits)                               # tensors throughout, as on a GPU
+    assert torch.equal(torch_loop, full)
     for n in (1, 7, 23):
         part = decode(m, code[:n], d, 60, torch.Generator().manual_seed(2), 40, limits[:n])
         assert torch.equal(part, full[:n])
