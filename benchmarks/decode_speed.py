@@ -47,7 +47,8 @@ def main() -> None:
     threads = torch.get_num_threads()
     print(f"model {m.path}: {m.model.config.cell} of {m.model.config.hidden_dim}, "
           f"{m.model.config.slots or 'no'} slots; torch threads {threads}")
-    print(f"{'rows':>6} {'torch, 1 thread':>16} {f'torch, {threads} threads':>17} {'numpy':>10} {'numpy / torch 1':>16}")
+    print(f"{'rows':>6} {'torch, 1 thread':>16} {f'torch, {threads} threads':>17} {'numpy':>10} "
+          f"{'numpy / torch 1':>16}")
     arrays = ArraySteps.of(m.model)
     with torch.no_grad():
         for rows in args.rows:

@@ -192,8 +192,9 @@ def test_no_item_repeats_a_run_of_no_repeat_ngram_characters(strategy):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-@pytest.mark.parametrize("slots,layers,feed,brk,labels", [(0, 1, False, -1, 0), (0, 2, False, -1, 2), (4, 1, True, 5, 0),
-                                                         (4, 2, True, 5, 0), (4, 1, False, -1, 2), (4, 1, True, -1, 0)])
+@pytest.mark.parametrize("slots,layers,feed,brk,labels", [(0, 1, False, -1, 0), (0, 2, False, -1, 2),
+                                                         (4, 1, True, 5, 0), (4, 2, True, 5, 0),
+                                                         (4, 1, False, -1, 2), (4, 1, True, -1, 0)])
 def test_numpy_steps_give_torchs_logits_and_texts(cell, slots, layers, feed, brk, labels):
     """The CPU's decoding steps run in numpy (`arraystep`): the same logits as the model's own step, the same
     texts, whether greedy or sampled."""

@@ -1,12 +1,13 @@
-"""The decoder's step in numpy, for decoding a few rows on a CPU.
+"""The decoder's step in numpy, for greedy and sampled decoding on a CPU.
 
 A decoding step of a few rows is a few dozen small operations, and on a CPU its time goes to their fixed costs
-rather than to arithmetic: a torch operation on a tensor of a few thousand numbers costs 3 to 10 microseconds on
+rather than to arithmetic: a torch operation on a tensor of a few thousand numbers costs 2 to 10 microseconds on
 the 2-core machines measured here, the same numpy operation about one. `ArraySteps` does what `TextVAE.step` does,
-on the same weights (numpy views of them, nothing copied) and from the same first state, for the decoding loop
-(`decode.decode_codes`), which takes its logits as tensors again; the loop, its rules and its random draws stay
-torch's. The numbers agree with torch's to float rounding (about 1e-5 in the logits), which can change a
-choice between two characters whose scores tie that closely, as a different batch size can in torch itself.
+on the same weights (numpy views of them, or copies with the tanh gates' columns doubled) from the same code; the
+decoding loop (`decode.decode_codes`) then keeps numpy arrays too, and only its random draws and sampling filters
+go through torch's functions, so that a seed draws the same numbers. The logits agree with torch's to float
+rounding (about 1e-5), which could change a choice between two characters whose scores tie that closely, as a
+different batch size can in torch itself (thousands of items compared here came out identical).
 `benchmarks/decode_speed.py` prints the two side by side.
 """
 
@@ -42,7 +43,7 @@ class ArraySteps:
     covers all of a step's gates."""
 
     @classmethod
-    def of(cls, model: TextVAE) -> "ArraySteps":
+    def of(cls, model: TextVAE) -> ArraySteps:
         """The steps of `model`, kept with it while its weights stay as they are."""
         kept = model.__dict__.get("_kept_array_steps")
         if kept is None or kept.weights is not model._step_weights(refresh=True):
@@ -64,8 +65,8 @@ class ArraySteps:
         if self.mix is not None:
             self.mix = self.mix.T
         rnn = model.decoder
-        self.layers = [tuple(_array(getattr(rnn, f"{name}_l{k}")) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-                       for k in range(1, c.num_layers)]
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        self.layers = [tuple(_array(getattr(rnn, f"{name}_l{k}")) for name in names) for k in range(1, c.num_layers)]
         if c.slots:              # the attention through the slots' own weights (see `step`)
             with torch.no_grad():
                 scale, context = H ** -0.5, model.mix.weight[:, H:]

@@ -242,10 +242,10 @@ def decode_codes(model: TextVAE, z: torch.Tensor, max_len: int = 64, greedy: boo
     For a conditional model, z is the conditioned code, `model.condition(z, labels)`."""
     N = z.shape[0]
     if isinstance(model, ArraySteps):
-        full = lambda shape, value: np.full(shape, value, dtype=np.int64)           # noqa: E731
+        full = lambda shape, value: np.full(shape, value, dtype=np.int64)         
         limits = None if limits is None else limits.numpy()
     else:
-        full = lambda shape, value: torch.full(shape, value, dtype=torch.long, device=z.device)  # noqa: E731
+        full = lambda shape, value: torch.full(shape, value, dtype=torch.long, device=z.device)
     result, out = full((N, max_len), PAD_ID), full((N, max_len), PAD_ID)   # all rows; those still decoding
     rows = None                                          # which rows of the batch those are, once some have left
     prev = full((N,), BOS_ID)
@@ -310,7 +310,8 @@ def decode(net, code: torch.Tensor, d: Decoding, max_len: int, generator: torch.
                             limits=limits)
 
 
-FEW_ROWS = 256      # encoding or decoding fewer rows than this on a CPU whose threads sleep between operations: one thread
+FEW_ROWS = 256      # encoding or decoding fewer rows than this on a CPU whose threads sleep between operations:
+                    # one thread
 
 
 @contextmanager

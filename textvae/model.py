@@ -216,7 +216,7 @@ class TextVAE(nn.Module):
         Uniforms come from eps (Phi(eps)): the same eps, the same codes. The chain is drawn in numpy, on the
         CPU: a word at a time, a dozen small operations each, which cost a tenth of torch's there."""
         c = self.config
-        K, d, C = c.slots, c.latent_dim // c.slots, self.slot_next.shape[0] - 1
+        K, C = c.slots, self.slot_next.shape[0] - 1
         u = torch.special.ndtr(eps.float()).cpu().numpy()                   # (N, Z) uniforms, Z >= 2K + 1
         trans = self.slot_next.float().cpu().numpy()
         ends = self._chain_ends().cpu().numpy()
@@ -235,7 +235,8 @@ class TextVAE(nn.Module):
             clusters[:, k], members[:, k] = cluster, member
             prev = np.where(live, cluster, prev)
         live = torch.as_tensor(np.arange(K) < words[:, None], device=eps.device)            # (N, K)
-        codes = self.slot_bank[torch.as_tensor(clusters, device=eps.device), torch.as_tensor(members, device=eps.device)]
+        codes = self.slot_bank[torch.as_tensor(clusters, device=eps.device),
+                               torch.as_tensor(members, device=eps.device)]
         z = torch.where(live.unsqueeze(2), codes.float(), self._empty_slot().float())       # (N, K, d)
         return z.reshape(n, -1).to(eps.dtype)
 
@@ -481,7 +482,7 @@ class TextVAE(nn.Module):
         return pairs.gather(1, index.unsqueeze(2).expand(-1, -1, pairs.shape[2]))
 
     def _read_slots(self, out: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor,
-                    values: torch.Tensor, weights: "_Reading | None" = None) -> torch.Tensor:
+                    values: torch.Tensor, weights: _Reading | None = None) -> torch.Tensor:
         """Logits (B, T, V) from the decoder's states `out` (B, T, H) and attention over the code's slots
         (keys and values (B, K, H) from `_slot_memory`): query = state + an embedding of the character's
         position; logits = to_logits(tanh(mix([state, context]))), the context's share of `mix` being the
@@ -492,7 +493,7 @@ class TextVAE(nn.Module):
         mixed = torch.baddbmm(F.linear(out, w.mix, w.mix_bias), attention, values.to(out.dtype))
         return F.linear(torch.tanh(mixed), w.logits, w.logits_bias)
 
-    def _reading(self) -> "_Reading":
+    def _reading(self) -> _Reading:
         """The weights of `_read_slots` (those of the output layer alone, without slots)."""
         H = self.config.hidden_dim
         if not self.config.slots:
@@ -577,7 +578,7 @@ class TextVAE(nn.Module):
         E = self.config.embed_dim
         return F.linear(s.to(weight.dtype), weight[:, E:E + width])
 
-    def _step_weights(self, refresh: bool = False) -> "_StepWeights":
+    def _step_weights(self, refresh: bool = False) -> _StepWeights:
         """The weights a decoding step reads, as it reads them, gathered once rather than looked up at every
         step: above all the first layer's gates' share (V, G) of each character's embedding, with the gates'
         biases (for a GRU the input's only: its candidate gate reads the recurrent bias apart). Kept between
@@ -599,7 +600,7 @@ class TextVAE(nn.Module):
         self.__dict__["_kept_step_weights"] = (key, weights)
         return weights
 
-    def _rnn_step(self, gates: torch.Tensor, state, w: "_StepWeights"):
+    def _rnn_step(self, gates: torch.Tensor, state, w: _StepWeights):
         """The decoder RNN on one step, from its first layer's input gates (B, G) (the product of its input
         weights and input, plus biases: see `_step_weights`): its output (B, H) and next state. The cell's
         arithmetic (PyTorch's gate order and formulas) on the module's own weights, without the fixed cost of
