@@ -89,7 +89,6 @@ class ArraySteps:
         slots themselves (B, K, Z / K), and for fed slots the pairs and the word count (see
         `TextVAE.initial_state`)."""
         m, c = self.model, self.config
-        self.model._step_weights(refresh=True)
         rnn = m._rnn_state(code)
         rnn = [list(s.numpy()) for s in (rnn if isinstance(rnn, tuple) else (rnn,))]      # per layer (B, H)
         code_gates = np.array(m._code_gates(code).numpy(), dtype=np.float32, order="C")

@@ -426,7 +426,7 @@ class TextVAE(nn.Module):
 
     def _step_inputs(self, inputs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         x = self.embedding(inputs)                                           # (B, T, E)
-        if self.config.z_every_step and (not self.config.lm or self.config.num_labels):
+        if self._every_step_code:
             code = self.to_summary(z) if self.config.slots else z
             x = torch.cat([x, code.unsqueeze(1).expand(-1, x.shape[1], -1).to(x.dtype)], dim=-1)
         return x
