@@ -20,13 +20,10 @@ from . import checkpoint
 from .checkpoint import RunInfo
 from .decode import Decoding, Guided, decode, lerp, slerp, threads_for
 from .model import TextVAE, reparameterize
+from .settings import BLOCK, MAX_DECODE_LEN, MAX_PATH_STEPS, TextTooLong  # noqa: F401 (the API's names)
 from .tokenizer import CharTokenizer
 
 DEFAULT_GUIDANCE = 1.0      # classifier-free guidance weight for conditional models trained with label dropout
-
-
-class TextTooLong(ValueError):
-    """A text longer than the model's training length limit."""
 
 
 class Model:
@@ -334,10 +331,7 @@ class Model:
 
 
 LENGTH_SLACK = 8           # characters a decoding of a text's code may run past 1.5 x the text's length
-MAX_PATH_STEPS = 1000       # points on an interpolation path, at most
-MAX_DECODE_LEN = 100_000    # characters of one decoded item, at most
 CPU_ENCODE_BATCH = 128     # texts encoded together on a CPU (see `Model.encode`)
-BLOCK = 256     # items generated together: each block has its own seed (`Model.iter_generate`)
 
 
 def _mix(seed: int, block: int, stream: int) -> int:

@@ -17,7 +17,7 @@ import resource
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -25,24 +25,9 @@ import torch
 from .data import EncodedItems
 from .decode import decode_codes
 from .model import CELLS, ModelConfig, TextVAE
+from .settings import BenchConfig
 from .tokenizer import CharTokenizer
 from .train import TrainConfig, pick_device, train
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    cell: str = ModelConfig.cell
-    embed_dim: int = ModelConfig.embed_dim
-    hidden_dim: int = ModelConfig.hidden_dim
-    encoder_dim: int | None = None     # None: the model's default, half of hidden_dim
-    latent_dim: int = ModelConfig.latent_dim
-    batch_size: int = 64
-    seq_len: int = 40           # characters per item, <eos> included
-    steps: int = 20             # timed steps per repeat
-    repeats: int = 5
-    generate_n: int = 10_000
-    device: str = "auto"
-    one_at_a_time: bool = True
 
 
 def _sync(device: torch.device) -> None:

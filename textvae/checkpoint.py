@@ -14,15 +14,18 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from .data import DataConfig
-from .model import ModelConfig, TextVAE
+from .settings import ModelConfig
 from .tokenizer import CharTokenizer
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import TextVAE
 
 FORMAT = "textvae-checkpoint"
 RESUME_FORMAT = "textvae-resume"
@@ -76,6 +79,12 @@ class Checkpoint(NamedTuple):
     run: RunInfo
     train_config: dict    # the TrainConfig that trained it, as saved (train.TrainConfig.from_dict reads it)
     progress: dict        # where training stood: epoch, step, validation figures
+
+
+def save_file(tensors: dict, filename, metadata: dict | None = None) -> None:
+    """safetensors' writer of torch tensors (imported when first needed: reading a checkpoint needs no torch)."""
+    from safetensors.torch import save_file as write
+    write(tensors, filename, metadata=metadata)
 
 
 def atomic_write(path: Path, write) -> None:
@@ -186,18 +195,21 @@ def _parse(p: Path, meta: dict) -> tuple[ModelConfig, CharTokenizer, RunInfo, di
     return config, tokenizer, run, train_config, progress
 
 
-class _NoNormalInit(torch.overrides.TorchFunctionMode):
-    """A skeleton's normal_ initialisations skipped (in this thread only): there are no values to fill, and
-    normal_ on a meta tensor first imports torch's reference kernels, 1.5 s of every command's start."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func is torch.Tensor.normal_ or func is torch.nn.init.normal_:
-            return args[0] if args else (kwargs or {}).get("tensor", (kwargs or {}).get("self"))
-        return func(*args, **(kwargs or {}))
-
-
 def _expected_shapes(p: Path, config: ModelConfig) -> dict[str, tuple]:
     """Parameter shapes the configuration implies, from a skeleton that allocates nothing; refuses absurd sizes."""
+    import torch
+
+    from .model import TextVAE
+
+    class _NoNormalInit(torch.overrides.TorchFunctionMode):
+        """A skeleton's normal_ initialisations skipped (in this thread only): there are no values to fill, and
+        normal_ on a meta tensor first imports torch's reference kernels, 1.5 s of every command's start."""
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is torch.Tensor.normal_ or func is torch.nn.init.normal_:
+                return args[0] if args else (kwargs or {}).get("tensor", (kwargs or {}).get("self"))
+            return func(*args, **(kwargs or {}))
+
     with torch.device("meta"), _NoNormalInit():
         skeleton = TextVAE(config)
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
@@ -212,12 +224,14 @@ def _build(p: Path, config: ModelConfig, expected: dict[str, tuple], weights: di
     if got != expected:
         missing = sorted(set(expected) - set(got)) or sorted(k for k in got if got[k] != expected.get(k))
         raise CheckpointError(f"{p} does not match its configuration (first mismatch: {missing[:1]})")
+    from .model import TextVAE
     model = TextVAE(config)
     model.load_state_dict(weights)
     return model
 
 
 def _tensors(p: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
     try:
         return load_file(p, device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -240,6 +254,7 @@ def save_training_state(path, model: TextVAE, optimizer: torch.optim.Optimizer, 
                         state: dict, run: RunInfo, train_config: dict) -> Path:
     """Everything needed to continue training exactly: weights, Adam's moments, the random state and
     the loop's position (`state`), as tensors and JSON (no pickle)."""
+    import torch
     tensors = {f"model.{k}": v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     osd = optimizer.state_dict()
     for idx, slots in osd["state"].items():

@@ -17,13 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__, distributed
 from . import options as opt
-from .api import TextTooLong
 from .checkpoint import CheckpointError
 from .data import DataConfig, DataError
-from .decode import Decoding
 from .output import OutputError, write_file
-from .runs import RunError
-from .train import TrainConfig, TrainingError
+from .settings import Decoding, RunError, TextTooLong, TrainConfig, TrainingError
 
 # Under torchrun only the first process talks.
 err = Console(stderr=True, highlight=False, soft_wrap=True, quiet=distributed.launched_rank() != 0)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-import torch
 
 from .config import Saved
 from .tokenizer import CharTokenizer, pad_batch
@@ -317,6 +316,7 @@ class EncodedItems:
         """Label ids (B,) of items `index`, or None for unlabelled data."""
         if self.label_ids is None:
             return None
+        import torch
         return torch.from_numpy(self.label_ids[np.asarray(index, dtype=np.int64)])
 
     @classmethod

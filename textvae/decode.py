@@ -8,52 +8,15 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .arraystep import ArraySteps
 from .model import TextVAE
+from .settings import STRATEGIES, Decoding  # noqa: F401 (their home before settings)
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
-
-STRATEGIES = ("greedy", "sample", "beam")
-
-
-@dataclass(frozen=True)
-class Decoding:
-    """How codes become text. One setting flows from the command line through the API to here.
-
-    Greedy decoding is `strategy="greedy"`; sampling at temperature 0 is the same thing and is
-    turned into it here, so there is one code path for it."""
-    strategy: str = "greedy"          # greedy | sample | beam
-    temperature: float = 1.0          # sampling: below 1 sharper, above 1 flatter; 0 is greedy
-    top_k: int = 0                    # sampling among the k best characters (0: all)
-    top_p: float = 1.0                # nucleus sampling: the smallest set with this much probability
-    beam: int = 5                     # beam width
-    length_penalty: float = 1.0       # beam ranking: log-probability / length^this (0: raw log-probability)
-    repetition_penalty: float = 1.0   # CTRL's penalty on characters already emitted (1: off)
-    no_repeat_ngram: int = 20         # never emit a run of this many characters twice in an item (0: off); 20
-                                      # stops loops and blocks under 1% of real sentences' own repeats
-    max_len: int | None = None        # longest item in characters; None: from the model's training data
-    guidance: float | None = None     # conditional models: classifier-free guidance weight; None: the model's
-
-    def __post_init__(self):
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}")
-        if (self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0 or self.beam < 1
-                or self.no_repeat_ngram < 0):
-            raise ValueError("decoding needs temperature >= 0, 0 < top_p <= 1, top_k >= 0, beam >= 1 and "
-                             "no_repeat_ngram >= 0")
-        if self.strategy == "sample" and self.temperature == 0:
-            object.__setattr__(self, "strategy", "greedy")
-
-    def but(self, **changes) -> "Decoding":
-        """This setting with some fields changed (None values leave a field as it is)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

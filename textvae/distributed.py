@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 
 def launched_rank() -> int:
     """This process's rank as torchrun announced it (0 outside torchrun), before any group exists."""
@@ -24,6 +22,7 @@ def start(device: str) -> None:
     import torch.distributed as dist
     if dist.is_initialized():
         return
+    import torch
     use_nccl = device != "cpu" and torch.cuda.is_available()
     if use_nccl:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
@@ -52,6 +51,7 @@ def local_device(device: torch.device) -> torch.device:
     """The GPU of this process (LOCAL_RANK) when several processes share a machine's GPUs."""
     rank, world = rank_world()
     if device.type == "cuda" and world > 1:
+        import torch
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
     return device
 
@@ -60,6 +60,7 @@ def agree(device: torch.device, *flags: bool) -> list[bool]:
     """Every process takes the same decision: true for all if true for any."""
     if rank_world()[1] == 1:
         return list(flags)
+    import torch
     import torch.distributed as dist
     t = torch.tensor([float(f) for f in flags], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
@@ -70,6 +71,7 @@ def from_first(device: torch.device, *values: float) -> list[float]:
     """The first process's `values`, in every process (as they are, with one process)."""
     if rank_world()[1] == 1:
         return list(values)
+    import torch
     figures = torch.tensor(values, dtype=torch.float64, device=device)
     torch.distributed.broadcast(figures, 0)
     return figures.tolist()

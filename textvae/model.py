@@ -6,7 +6,6 @@ encoder RNN -> q(z|x) = N(mu, diag(exp(logvar)))  -> z -> decoder RNN's initial 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
@@ -14,83 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .settings import ModelConfig
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 SLOT_BANK = 32          # codes kept per cluster of word slots, for the slot prior (`fit_slot_prior`)
 SLOT_SUMMARY = 64       # size of the code summary fed to every decoder step when the code is made of slots
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int                 # characters + special tokens
-    cell: str = "lstm"              # recurrent unit: "lstm" or "gru" (oneDNN makes the LSTM faster on CPUs)
-    embed_dim: int = 64             # size of a character embedding
-    hidden_dim: int = 256           # size of the decoder RNN's state
-    encoder_dim: int | None = None  # size of the encoder RNN's state; None: half of hidden_dim
-    latent_dim: int = 32            # size of z
-    num_layers: int = 1             # stacked RNN layers, encoder and decoder alike
-    bidirectional: bool = True      # encoder reads both ways
-    z_every_step: bool = True       # also feed z to the decoder at every step, not only its first state
-    rnn_dropout: float = 0.0        # dropout between stacked RNN layers
-    lm: bool = False                # no latent code: a plain character language model (baseline)
-    num_labels: int = 0             # > 0: a conditional VAE, q(z|x,y) and p(x|z,y) (Sohn et al. 2015)
-    label_dim: int = 16             # size of a label embedding (conditional models)
-    null_label: bool = False        # one more label id, num_labels, meaning "no label" (label dropout, guidance)
-    slots: int = 0                  # 0: one code for the whole item (Bowman et al.); N > 0: z is N slots of
-                                    # latent_dim / N each, slot k summarising characters [k*span, (k+1)*span),
-                                    # and the decoder reads them by attention (long items: sentences)
-    slot_span: int = 16             # characters per slot
-    slot_feed: bool = False         # with slots: also feed the code's slot of each character (and the next one)
-                                    # into the decoder RNN's input, not only by attention at its output
-    slot_break: int = -1            # with slots: >= 0, slots follow words: a new slot after each of this token
-                                    # (a space), so a character decoded wrong does not shift the slots read
-                                    # after it; -1, slots of slot_span characters
-    slot_prior: int = 0             # with slots that follow words: generate from a sequence model of the codes
-                                    # of word slots (this many clusters, a bigram model over them, codes drawn from the
-                                    # clusters' members and lengths from the corpus's), fitted to the training codes
-    fitted_prior: bool = False      # generate from a Gaussian fitted to the training codes (ex-post density
-                                    # estimation, Ghosh et al. 2020) rather than N(0, I): at a high rate the
-                                    # codes fill only part of the prior's space
-
-    def __post_init__(self):
-        if self.encoder_dim is None and isinstance(self.hidden_dim, int):
-            object.__setattr__(self, "encoder_dim", max(1, self.hidden_dim // 2))
-        if self.cell not in CELLS:
-            raise ValueError(f"unknown cell {self.cell!r}: use gru or lstm")
-        limits = {"vocab_size": 2_000_000, "embed_dim": 65_536, "hidden_dim": 65_536, "encoder_dim": 65_536,
-                  "latent_dim": 65_536, "num_layers": 64}
-        for name, top in limits.items():
-            value = getattr(self, name)
-            if not isinstance(value, int) or not 1 <= value <= top:
-                raise ValueError(f"model setting {name}={value!r} is outside 1..{top}")
-        if not isinstance(self.num_labels, int) or not 0 <= self.num_labels <= 1_000_000:
-            raise ValueError(f"model setting num_labels={self.num_labels!r} is outside 0..1000000")
-        if not isinstance(self.label_dim, int) or not 1 <= self.label_dim <= 65_536:
-            raise ValueError(f"model setting label_dim={self.label_dim!r} is outside 1..65536")
-        if not isinstance(self.slots, int) or not 0 <= self.slots <= 4096 or not 1 <= self.slot_span <= 65_536:
-            raise ValueError(f"model settings slots={self.slots!r}, slot_span={self.slot_span!r} are out of range")
-        if not isinstance(self.slot_break, int) or not -1 <= self.slot_break < self.vocab_size:
-            raise ValueError(f"model setting slot_break={self.slot_break!r} is not a token id (or -1)")
-        if self.slot_prior and (self.slot_break < 0 or not self.slots or self.num_labels
-                                or self.latent_dim // self.slots < 3 or self.slot_prior > 65_536):
-            raise ValueError("a slot prior needs slots that follow words, of at least 3 dimensions each, "
-                             "in a model without labels")
-        if self.slots and (self.lm or self.latent_dim % self.slots):
-            raise ValueError(f"a code of {self.slots} slots needs a VAE whose latent_dim ({self.latent_dim}) they divide")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model settings: {', '.join(sorted(unknown))}")
-        if "encoder_dim" not in d:           # saved before the encoder had its own size: it had the decoder's
-            d = {**d, "encoder_dim": d.get("hidden_dim", 256)}
-        return cls(**d)
 
 
 class VAEOutput(NamedTuple):
@@ -306,7 +234,7 @@ class TextVAE(nn.Module):
         self.prior_mean.copy_(mu.mean(dim=0))
         self.prior_scale.copy_(torch.linalg.cholesky(cov))
 
-    def start_decoder_from(self, lm: "TextVAE", code_scale: float = 0.1) -> None:
+    def start_decoder_from(self, lm: TextVAE, code_scale: float = 0.1) -> None:
         """Start this VAE's decoder from a trained language model (`--decoder-from`).
 
         The embedding, decoder RNN and output layer are copied; the weights that read the code (its

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .settings import SCHEDULES
 from .tokenizer import BOS_ID, PAD_ID, UNK_ID
-
-SCHEDULES = ("constant", "linear", "logistic", "cyclical")
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

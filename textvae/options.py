@@ -7,23 +7,27 @@ import dataclasses
 
 import click
 
-from .api import MAX_DECODE_LEN, MAX_PATH_STEPS
-from .bench import BenchConfig
 from .data import UNITS, DataConfig
-from .decode import STRATEGIES, Decoding
-from .model import CELLS, ModelConfig
-from .objective import SCHEDULES
-from .runs import WARM_FREE_BITS
 from .schedule import DEFAULT_EPOCHS, DEFAULT_MINUTES, LR_SCHEDULES, MIN_STEPS
-from .serve import MAP_ITEMS, MAX_MAP_ITEMS
-from .train import (
+from .settings import (
+    CELL_NAMES,
     DEFAULT_LR,
     DEFAULT_WORD_DROPOUT,
     GPU_BATCH,
     LEGACY_BATCH,
     LEGACY_LR,
     LEGACY_WORD_DROPOUT,
+    MAP_ITEMS,
+    MAX_DECODE_LEN,
+    MAX_MAP_ITEMS,
+    MAX_PATH_STEPS,
+    SCHEDULES,
     SMALL_CORPUS,
+    STRATEGIES,
+    WARM_FREE_BITS,
+    BenchConfig,
+    Decoding,
+    ModelConfig,
     TrainConfig,
 )
 
@@ -77,7 +81,7 @@ TRAIN_OPTIONS = [
     click.option("--encoding", default=_default(DataConfig, "encoding"), show_default=True, help="Text encoding of the corpus."),
     click.option("--errors", type=click.Choice(["strict", "replace", "ignore"]), default=_default(DataConfig, "errors"),
                  show_default=True, help="What to do with bytes that are not valid in --encoding."),
-    click.option("--cell", type=click.Choice(list(CELLS)), default=_m("cell"), show_default=True, help="Recurrent unit."),
+    click.option("--cell", type=click.Choice(list(CELL_NAMES)), default=_m("cell"), show_default=True, help="Recurrent unit."),
     click.option("--embed-dim", type=click.IntRange(1, 65536), default=_m("embed_dim"), show_default=True,
                  help="Character embedding size."),
     click.option("--hidden-dim", type=click.IntRange(1, 65536), default=_m("hidden_dim"), show_default=True,
@@ -209,7 +213,7 @@ def _b(name):
 
 
 BENCH_OPTIONS = [
-    click.option("--cell", type=click.Choice(list(CELLS)), default=_m("cell"), show_default=True),
+    click.option("--cell", type=click.Choice(list(CELL_NAMES)), default=_m("cell"), show_default=True),
     click.option("--hidden-dim", type=click.IntRange(1), default=_m("hidden_dim"), show_default=True),
     click.option("--encoder-dim", type=click.IntRange(1), help="Encoder width [default: half of --hidden-dim]."),
     click.option("--embed-dim", type=click.IntRange(1), default=_m("embed_dim"), show_default=True),

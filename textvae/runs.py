@@ -22,14 +22,11 @@ from .checkpoint import RunInfo
 from .data import DataConfig, PreparedData, prepare, resolve_corpus
 from .metrics import WordSet
 from .model import ModelConfig, TextVAE
+from .settings import LAST_RUN_FILE, WARM_FREE_BITS, RunError, last_run  # noqa: F401 (their home before settings)
 from .tokenizer import UNK_ID
 from .train import TrainConfig, pick_device, train
 
 RUN_FILES = ("best.safetensors", "last.safetensors", "resume.safetensors", "metrics.jsonl", "run.json")
-LAST_RUN_FILE = ".textvae-last"     # in the working directory: the run that the last `textvae train` here wrote
-WARM_FREE_BITS = 0.1    # --free-bits under --decoder-from: a little information in z costs the LM's likelihood least
-
-
 # Items at least this long on average (in characters) are read as sentences, and get settings of their own
 # unless the user chose them: a code of slots of SLOT_DIMS dimensions, one per word (SENTENCE_UNIT) or per
 # SENTENCE_SPAN characters, each fed into the decoder's input at its characters (SENTENCE_FEED); free bits of a
@@ -76,10 +73,6 @@ def _most_words(data: PreparedData) -> int:
     spaces = np.add.reduceat((np.asarray(items.flat) == space).astype(np.int64), items.offsets[:-1])
     spaces[items.lengths == 0] = 0
     return int(spaces.max()) + 1
-
-
-class RunError(Exception):
-    """A run cannot be started or resumed as asked; worded for the user."""
 
 
 @dataclass
@@ -240,13 +233,3 @@ def remember(out_dir: Path) -> None:
     """Note `out_dir` as the run that commands here use when no --model is given."""
     if distributed.is_main():
         Path(LAST_RUN_FILE).write_text(str(out_dir.resolve()) + "\n", encoding="utf-8")
-
-
-def last_run() -> Path | None:
-    """The run the last `textvae train` in this directory wrote, if it is still there."""
-    marker = Path(LAST_RUN_FILE)
-    if marker.is_file():
-        path = Path(marker.read_text(encoding="utf-8").strip())
-        if path.exists():
-            return path
-    return None

@@ -11,7 +11,6 @@ from collections import Counter
 from typing import Iterable, Sequence
 
 import numpy as np
-import torch
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -129,4 +128,5 @@ def pad_batch(flat: np.ndarray, offsets: np.ndarray, index: np.ndarray, add_eos:
     out = np.where(inside, flat[gather] if len(flat) else 0, PAD_ID).astype(np.int64)
     if add_eos:
         out[np.arange(len(index)), n] = EOS_ID
+    import torch
     return torch.from_numpy(out), torch.from_numpy(lengths.astype(np.int64))

@@ -9,7 +9,6 @@ import math
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -18,47 +17,24 @@ import torch
 
 from . import checkpoint, distributed
 from .checkpoint import RunInfo
-from .config import Saved
 from .data import EncodedItems
 from .metrics import evaluate_elbo, posterior_stats, reconstruction_stats
 from .model import TextVAE, decoder_inputs
 from .objective import KLSchedule, character_dropout, elbo_terms, planned
 from .schedule import LR_SCHEDULES, Plan, learning_rate, plan, refit
+from .settings import (
+    DEFAULT_LR,
+    DEFAULT_WORD_DROPOUT,
+    DEVICES,
+    GPU_BATCH,
+    LEGACY_BATCH,
+    LEGACY_LR,
+    LEGACY_WORD_DROPOUT,
+    SMALL_CORPUS,
+    TrainConfig,
+    TrainingError,
+)
 from .tokenizer import CharTokenizer
-
-
-@dataclass(frozen=True)
-class TrainConfig(Saved):
-    epochs: int | None = None       # the budget in passes over the training items; none given: one that fits
-    max_steps: int | None = None    # the budget in optimiser steps (overrides epochs)
-    max_minutes: float | None = None  # the budget in wall-clock minutes (converted to steps); also a hard stop
-    batch_size: int | None = None   # items per step; None: by corpus size and device (`default_batch_size`)
-    lr: float | None = None         # peak Adam learning rate; None: DEFAULT_LR (LEGACY_LR under constant)
-    lr_schedule: str = "cosine"     # cosine | linear: warm-up, then decay to the floor at the budget's end;
-                                    # constant: the earlier behaviour (10 epochs, no decay)
-    lr_warmup: int | None = None    # steps of learning-rate warm-up; None: 5% of the budget, at most 500
-    lr_floor: float = 0.05          # the learning rate at the budget's end, as a share of lr
-    clip: float = 1.0               # gradient-norm clipping
-    kl_schedule: str = "linear"     # constant | linear | logistic | cyclical
-    kl_warmup: int = 2000           # steps of KL annealing (per cycle for cyclical)
-    beta: float = 1.0               # the KL weight the schedule reaches
-    free_bits: float = 0.25         # nats per latent dimension below which KL is not penalised
-    word_dropout: float | None = None  # probability of replacing a decoder input character by <unk>;
-                                    # None: 0 (LEGACY_WORD_DROPOUT under constant)
-    label_dropout: float = 0.2      # conditional models with a "no label" id: probability of hiding an item's label
-    seed: int = 0                   # all randomness: initialisation, batches, dropout, z samples
-    device: str = "auto"            # auto | cpu | cuda
-    amp: bool = True                # bf16/fp16 autocast on CUDA
-    recon_items: int = 1000         # validation items greedily reconstructed each epoch
-    patience: int | None = None     # stop after this many validations without a better (smoothed) objective
-    tensorboard: bool = False       # also write TensorBoard events into RUN/tensorboard
-    log_every: int = 20             # steps between per-step lines in metrics.jsonl
-    max_bad_steps: int = 20         # stop after this many non-finite losses in a row
-
-
-
-SMALL_CORPUS = 20_000          # items: below this a CPU run takes batches of 64, from it on 128
-GPU_BATCH = 256
 
 
 def default_batch_size(items: int, device: torch.device) -> int:
@@ -79,16 +55,6 @@ def resolve_defaults(cfg: TrainConfig, items: int, device: torch.device) -> Trai
     return dataclasses.replace(cfg, **{k: v for k, v in chosen.items() if getattr(cfg, k) is None})
 
 
-class TrainingError(Exception):
-    """Training cannot go on (for example, the loss kept being NaN)."""
-
-
-DEVICES = ("auto", "cpu", "cuda")
-LEGACY_BATCH = 128     # --lr-schedule constant keeps the earlier defaults: batches of 128,
-LEGACY_LR = 2e-3       # a learning rate of 2e-3,
-LEGACY_WORD_DROPOUT = 0.25   # and character dropout 0.25
-DEFAULT_LR = 5e-3      # under a planned schedule: peak learning rate (measured against 2e-3: docs/RESULTS.md),
-DEFAULT_WORD_DROPOUT = 0.0   # and no character dropout (free bits keep the code in use)
 FEWER_THREADS_GAIN = 0.9  # a run takes one CPU thread when the probe measured a step at least 10% faster on it
 RECON_EXTRA = 8        # validation reconstructs items greedily to at most this many characters past their end
 VALID_CHARS = 100_000  # a planned run validates on the first validation items holding this many characters

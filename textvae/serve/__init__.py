@@ -7,9 +7,18 @@
 
 `explorer.py` computes what each route answers, through the API; `app.py` (Starlette, the optional extra) reads and
 bounds requests, queues the model work and serves the page in `static/`: plain HTML, CSS and JavaScript, nothing
-fetched from elsewhere. This module imports no web library, so the command line can describe its options without one.
+fetched from elsewhere. This module imports no web library (nor torch), so the command line can describe its options without one.
 """
 
-from .explorer import MAP_ITEMS, MAX_MAP_ITEMS, Explorer, LatentMap, Unavailable
+from ..settings import MAP_ITEMS, MAX_MAP_ITEMS
+
+_LAZY = ("Explorer", "LatentMap", "Unavailable")      # from `explorer`, imported when first used (it loads torch)
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'textvae.serve' has no attribute {name!r}")
+    from . import explorer
+    return getattr(explorer, name)
 
 __all__ = ["MAP_ITEMS", "MAX_MAP_ITEMS", "Explorer", "LatentMap", "Unavailable"]

@@ -21,10 +21,9 @@ from ..data import DataError
 from ..evaluate import map_items
 from ..metrics import edit_distance, principal_plane
 from ..render import changed_spans
+from ..settings import MAP_ITEMS, MAX_MAP_ITEMS  # noqa: F401 (their home before settings)
 
 READ_OUT = "greedy"     # how the explorer reads a code out, unless a request says otherwise
-MAP_ITEMS = 2000        # held-out items on the map, by default
-MAX_MAP_ITEMS = 20_000  # and at most: every point is drawn, and its text sent, to the page
 
 
 class Unavailable(Exception):
