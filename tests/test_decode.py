@@ -208,14 +208,15 @@ def test_numpy_steps_give_torchs_logits_and_texts(cell, slots, layers, feed, brk
     code = m.condition(torch.randn(6, 12), torch.tensor([0, 1, 0, 1, 0, 1]) if labels else None).detach()
     if brk >= 0:                                        # codes that end after their second word
         code[:, 2 * 3:12] = m._empty_slot().repeat(2)
-    arrays = ArraySteps(m)
     with torch.no_grad():
-        state, astate = m.initial_state(code), arrays.initial_state(code)
-        for t in range(12):
-            inputs = torch.randint(4, 30, (6,)) if t else torch.full((6,), 1)
-            inputs[::3] = brk if brk >= 0 and t % 4 == 2 else inputs[::3]
-            (logits, state), (alogits, astate) = m.step(code, inputs, state), arrays.step(code, inputs.numpy(), astate)
-            torch.testing.assert_close(torch.from_numpy(alogits), logits, atol=1e-5, rtol=1e-5)
+        for squash in ("torch", "numpy"):
+            arrays = ArraySteps.of(m, squash)
+            state, astate = m.initial_state(code), arrays.initial_state(code)
+            for t in range(12):
+                inputs = torch.randint(4, 30, (6,)) if t else torch.full((6,), 1)
+                inputs[::3] = brk if brk >= 0 and t % 4 == 2 else inputs[::3]
+                (logits, state), (alogits, astate) = m.step(code, inputs, state), arrays.step(code, inputs.numpy(), astate)
+                torch.testing.assert_close(torch.from_numpy(alogits), logits, atol=1e-5, rtol=1e-5)
         for d in (Decoding(strategy="greedy", no_repeat_ngram=3), Decoding(strategy="sample", temperature=1.5),
                   Decoding(strategy="sample", top_k=5, top_p=0.8, repetition_penalty=1.5, no_repeat_ngram=4)):
             g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)

@@ -17,9 +17,12 @@ import numpy as np
 import torch
 
 from . import checkpoint
+from .arraystep import ArraySteps
 from .checkpoint import RunInfo
 from .decode import Decoding, Guided, decode, lerp, slerp, threads_for
+from .loop import new_seed, random_stream
 from .model import TextVAE, reparameterize
+from .sample import blocks, prior_texts
 from .settings import BLOCK, MAX_DECODE_LEN, MAX_PATH_STEPS, TextTooLong  # noqa: F401 (the API's names)
 from .tokenizer import CharTokenizer
 
@@ -71,8 +74,7 @@ class Model:
     @property
     def default_max_len(self) -> int:
         """Longest item worth decoding: the longest training item, if known: nothing longer is sensible."""
-        longest = self.run.longest_item
-        return int(longest) if longest else 128
+        return self.run.decode_limit
 
     def length_limit(self, chars: int) -> int:
         """The longest decoding worth making of the code of a text of `chars` characters: half as long again
@@ -114,10 +116,10 @@ class Model:
                               f"limit of {limit:,} (text {i + 1}: {len(texts[i]):,}); --truncate cuts them to it")
         return [t[:limit] for t in texts]
 
-    def _generator(self, seed: int | None) -> torch.Generator | None:
-        if seed is None:
-            return None
-        return torch.Generator(device=self.device).manual_seed(seed)
+    @staticmethod
+    def _generator(seed: int | None) -> np.random.Generator | None:
+        """The random stream of a decoding's sampling (numpy's, on any device): None draws unseeded."""
+        return None if seed is None else random_stream(seed)
 
     def unknown_chars(self, texts: Sequence[str]) -> set[str]:
         out: set[str] = set()
@@ -213,36 +215,40 @@ class Model:
 
     @torch.no_grad()
     def _decode_codes(self, code: torch.Tensor, d: Decoding, seed: int | None = None, batch_size: int = 4096,
-                      guidance: float = 0.0, noise_width: int = 0, limits: Sequence[int] | None = None) -> list[str]:
+                      guidance: float = 0.0, noise_width: int = 0, limits: Sequence[int] | None = None,
+                      squash: str = "torch") -> list[str]:
         """Text for each conditioned code (N, code); with guidance, each code is followed by the same z
         under the "no label" id (N, 2 * code). With a `batcher` (a server's), greedy and sampled decodings
-        asked for at the same time by other threads run in one batch with this one."""
+        asked for at the same time by other threads run in one batch with this one. `squash`: the sigmoid of
+        the CPU's numpy steps (`arraystep.SQUASH`)."""
         code = code.to(self.device)
         gen = self._generator(seed)
         max_len = d.max_len or self.default_max_len
         if self.batcher is not None and d.strategy != "beam" and len(code) <= batch_size:
-            return self.batcher.decode(self, code, d, max_len, gen, noise_width, limits, guidance)
+            return self.batcher.decode(self, code, d, max_len, gen, noise_width, limits, guidance, squash)
         if d.strategy == "beam":
             batch_size = max(1, batch_size // d.beam)
         texts = []
         for start in range(0, len(code), batch_size):
             part = None if limits is None else limits[start:start + batch_size]
-            texts += self.decode_rows(code[start:start + batch_size], d, max_len, gen, noise_width, part, guidance)
+            texts += self.decode_rows(code[start:start + batch_size], d, max_len, gen, noise_width, part, guidance,
+                                      squash)
         return texts
 
     def decode_rows(self, code: torch.Tensor, d: Decoding, max_len: int, generator=None, noise_width: int = 0,
-                    limits: Sequence[int] | None = None, guidance: float = 0.0) -> list[str]:
+                    limits: Sequence[int] | None = None, guidance: float = 0.0, squash: str = "torch") -> list[str]:
         """Text for each conditioned code (N, code) in one batch (see `_decode_codes`); `generator` may be the
         `decode.Streams` of several callers' rows."""
         net = Guided(self.model, guidance) if guidance else self.model
         part = None if limits is None else torch.as_tensor(limits, device=self.device)
-        ids = decode(net, code, d, max_len, generator, noise_width, part)
+        ids = decode(net, code, d, max_len, generator, noise_width, part, squash)
         return [self.tokenizer.decode(row) for row in ids.tolist()]
 
     def sample_prior(self, n: int, seed: int | None = None) -> torch.Tensor:
         """n codes from the model's prior: N(0, I), or the Gaussian fitted to its training codes."""
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        return self._prior(torch.randn((n, self.latent_dim), generator=gen))
+        eps = (random_stream(seed) if seed is not None else np.random.default_rng()).standard_normal(
+            (n, self.latent_dim), dtype=np.float32)
+        return self._prior(torch.from_numpy(eps))
 
     def _prior(self, eps: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), threads_for(len(eps), self.device):
@@ -266,20 +272,29 @@ class Model:
                       **options) -> Iterator[list[str]]:
         """`generate`, a block of at most `BLOCK` items at a time, so that memory stays flat however large `n`
         is and the first items come at once. Each block draws its codes and its sampling noise from its own
-        seed, made from `seed` and the block's number: with a seed, the first k items are the same for every
-        n >= k."""
+        seed, made from `seed` and the block's number (`sample.blocks`): with a seed, the first k items are the
+        same for every n >= k. From the prior on a CPU, the blocks are those `textvae generate` decodes without
+        torch (`sample.prior_texts`), the same items for the same seed."""
         d = self.setting(decoding, "sample", **options)
-        base = seed if seed is not None else int(torch.randint(2**62, ()))
+        base = seed if seed is not None else new_seed()
         if near is not None:
             d = self.length_for(d, [near])
             mu, logvar = (torch.as_tensor(x) for x in self.encode([near], return_logvar=True,
                                                                    labels=near_label or label))
-        for b, start in enumerate(range(0, n, BLOCK)):
-            m = min(BLOCK, n - start)
-            eps = torch.randn((BLOCK, self.latent_dim), generator=torch.Generator().manual_seed(_mix(base, b, 0)))[:m]
+        prior = near is None and not self.conditional and self.device.type == "cpu"
+        for start, eps, stream in blocks(n, base, self.latent_dim):
+            if prior:
+                steps = ArraySteps.of(self.model, "numpy")
+                if self.batcher is None and d.strategy != "beam":
+                    yield prior_texts(steps, self.tokenizer, eps, d, d.max_len or self.default_max_len, stream)
+                else:      # beam search (in torch), or the same decoding in a batch with a server's other requests
+                    yield self._decode_codes(torch.from_numpy(steps.prior(eps)), d, seed=stream, noise_width=BLOCK,
+                                             squash="numpy")
+                continue
+            eps = torch.from_numpy(eps)
             z = self._prior(eps) if near is None else reparameterize(mu, logvar, eps=radius * eps)
-            labels = label if label is None or isinstance(label, str) else list(label)[start:start + m]
-            yield self.decode(z, d, seed=_mix(base, b, 1), labels=labels, noise_width=BLOCK)
+            labels = label if label is None or isinstance(label, str) else list(label)[start:start + len(eps)]
+            yield self.decode(z, d, seed=stream, labels=labels, noise_width=BLOCK)
 
     def reconstruct(self, texts: Sequence[str], decoding: Decoding | None = None, seed: int | None = None,
                     label=None, to_label=None, **options) -> list[str]:
@@ -332,11 +347,6 @@ class Model:
 
 LENGTH_SLACK = 8           # characters a decoding of a text's code may run past 1.5 x the text's length
 CPU_ENCODE_BATCH = 128     # texts encoded together on a CPU (see `Model.encode`)
-
-
-def _mix(seed: int, block: int, stream: int) -> int:
-    """A seed for one block and one use (codes, sampling noise), from the user's seed."""
-    return (seed * 1_000_003 + block * 2 + stream) % (2**63 - 1)
 
 
 def write_codes(f, texts: Sequence[str], mu: np.ndarray, logvar: np.ndarray | None = None, fmt: str = "npy") -> None:

@@ -1,110 +1,232 @@
-"""The decoder's step in numpy, for greedy and sampled decoding on a CPU.
+"""The decoder in numpy, for greedy and sampled decoding on a CPU: its first state, its step and the prior.
 
 A decoding step of a few rows is a few dozen small operations, and on a CPU its time goes to their fixed costs
 rather than to arithmetic: a torch operation on a tensor of a few thousand numbers costs 2 to 10 microseconds on
 the 2-core machines measured here, the same numpy operation about one. `ArraySteps` does what `TextVAE.step` does,
-on the same weights (numpy views of them, or copies with the tanh gates' columns doubled) from the same code; the
-decoding loop (`decode.decode_codes`) then keeps numpy arrays too, and only its random draws and sampling filters
-go through torch's functions, so that a seed draws the same numbers. The logits agree with torch's to float
-rounding (about 1e-5), which could change a choice between two characters whose scores tie that closely, as a
-different batch size can in torch itself (thousands of items compared here came out identical).
-`benchmarks/decode_speed.py` prints the two side by side.
+on the same weights (a model's own, as arrays, or a checkpoint's read without torch) from the same code; the
+decoding loop (`loop.decode_codes`) then keeps numpy arrays too. The logits agree with torch's to float rounding
+(about 1e-5), which could change a choice between two characters whose scores tie that closely, as a different
+batch size can in torch itself. `benchmarks/decode_speed.py` prints the two side by side.
+
+This module imports no torch: `textvae generate` reads a checkpoint's arrays and decodes with these steps
+(`sample.Sampler`), the same steps and squashing as `Model.generate` on a CPU, so both give the same items.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+import math
 
-from .model import TextVAE
+import numpy as np
+
+from .settings import SLOT_SUMMARY
 from .tokenizer import EOS_ID, PAD_ID
 
-
-def _array(t: torch.Tensor | None) -> np.ndarray | None:
-    return None if t is None else t.detach().numpy()
+NONE = 2**30        # no bound on a code's words (see `code_words`)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """sigmoid(x), in x's own memory (x is an array of the step's own): torch's kernel, 3x numpy's here."""
+def _sigmoid_numpy(x: np.ndarray) -> np.ndarray:
+    """sigmoid(x) = 1 / (1 + exp(-x)), in x's own memory (x is an array of the step's own)."""
+    with np.errstate(over="ignore"):
+        np.negative(x, out=x)
+        np.exp(x, out=x)
+    x += 1.0
+    return np.reciprocal(x, out=x)
+
+
+def _sigmoid_torch(x: np.ndarray) -> np.ndarray:
+    """sigmoid(x) in x's own memory by torch's kernel: twice numpy's speed here, for the decodings that may load
+    torch (all but generation from the prior, whose steps `textvae generate` runs without it)."""
+    import torch
     torch.sigmoid_(torch.from_numpy(x))
     return x
 
 
-def _tanh(x: np.ndarray) -> np.ndarray:
-    """tanh(x) as 2 sigmoid(2x) - 1: torch's and numpy's tanh both take 3-4x their sigmoid's time here."""
-    return 2.0 * _sigmoid(2.0 * x) - 1.0
+SQUASH = {"numpy": _sigmoid_numpy, "torch": _sigmoid_torch}
+
+
+def pick(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Index drawn from each row of non-negative `weights` (N, C) by inverse CDF with uniforms u (N,): the number
+    of the cumulative weights below u times their total (summed in double precision, kept in single)."""
+    cdf = np.cumsum(weights, axis=1, dtype=np.float64).astype(np.float32)
+    return np.minimum((cdf < (u * cdf[:, -1])[:, None]).sum(axis=1), weights.shape[1] - 1)
+
+
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+
+
+def ndtr(x: np.ndarray) -> np.ndarray:
+    """The standard normal CDF of each of x, in single precision (computed in double)."""
+    return (0.5 * _erfc(x.astype(np.float64) * -math.sqrt(0.5)).astype(np.float64)).astype(np.float32)
+
+
+def chain_ends(trans: np.ndarray, slots: int) -> np.ndarray:
+    """(K + 1, C + 1) from a slot prior's transitions (C + 1, C + 1): row j, in proportion for each cluster (and
+    the start), the chance that a chain from it ends after exactly j more words."""
+    trans = trans.astype(np.float32)
+    C = trans.shape[0] - 1
+    ends = [trans[:, C]]
+    for _ in range(slots):
+        nxt = trans[:, :C] @ ends[-1][:C]
+        ends.append(nxt / max(float(nxt.max()), 1e-30))                  # only ratios matter within a j
+    return np.stack(ends)
+
+
+def slot_prior_codes(eps: np.ndarray, words_share: np.ndarray, trans: np.ndarray, ends: np.ndarray,
+                     sizes: np.ndarray, bank: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """Codes (N, Z) from a fitted slot prior (`TextVAE.fit_slot_prior`): a number of words n from the corpus's
+    shares `words_share` (K + 1,), then a chain of clusters of exactly n words from the bigram model `trans`
+    (conditioned on ending there, by `ends` from `chain_ends`), and for each a member's code from `bank`
+    (C, members, d) of `sizes` (C,); slots after the last word hold the code `empty` (d,). Uniforms come from
+    eps (Phi(eps)): the same eps, the same codes."""
+    n, K, C = eps.shape[0], len(words_share) - 1, trans.shape[0] - 1
+    u = ndtr(eps[:, :2 * K + 1])                                           # (N, 2K + 1) uniforms
+    trans = trans.astype(np.float32)
+    words = pick(np.broadcast_to(words_share.astype(np.float32), (n, K + 1)), u[:, 0])    # (N,), >= 1
+    clusters, members = np.zeros((n, K), dtype=np.int64), np.zeros((n, K), dtype=np.int64)
+    prev = np.full(n, C)
+    for k in range(min(K, int(words.max()))):
+        live = k < words
+        w = trans[prev, :C] * ends[np.maximum(words - k - 1, 0), :C]
+        w = np.where(w.sum(axis=1, keepdims=True) > 0, w, trans[prev, :C] + np.float32(1e-12))
+        cluster = pick(w, u[:, 1 + 2 * k])
+        size = np.maximum(sizes[cluster], 1)
+        member = np.minimum((u[:, 2 + 2 * k] * size.astype(np.float32)).astype(np.int64), size - 1)
+        clusters[:, k], members[:, k] = cluster, member
+        prev = np.where(live, cluster, prev)
+    live = np.arange(K) < words[:, None]                                    # (N, K)
+    z = np.where(live[:, :, None], bank[clusters, members].astype(np.float32), empty.astype(np.float32))
+    return z.reshape(n, -1).astype(eps.dtype)
 
 
 class ArraySteps:
-    """`initial_state` and `step` of a `TextVAE` on the CPU, in numpy (see the module's text).
+    """`initial_state`, `step` and `prior` of a `TextVAE` on the CPU, in numpy (see the module's text), from its
+    configuration and its weights as arrays (the names of its state dict).
 
-    Every squashing function is a sigmoid: the first layer's gates that go through a tanh (an LSTM's candidate,
-    a GRU's new state) have their weights doubled here, tanh(x) being 2 sigmoid(2x) - 1, so that one sigmoid
-    covers all of a step's gates."""
+    Every squashing function is a sigmoid (`squash`: numpy's or torch's): the first layer's gates that go through
+    a tanh (an LSTM's candidate, a GRU's new state) have their weights doubled here, tanh(x) being
+    2 sigmoid(2x) - 1, so that one sigmoid covers all of a step's gates."""
+
+    arrays = True       # what `loop.decode_codes` asks of a model to keep arrays
 
     @classmethod
-    def of(cls, model: TextVAE) -> ArraySteps:
-        """The steps of `model`, kept with it while its weights stay as they are."""
-        kept = model.__dict__.get("_kept_array_steps")
-        if kept is None or kept.weights is not model._step_weights(refresh=True):
-            kept = model.__dict__["_kept_array_steps"] = cls(model)
-        return kept
+    def of(cls, model, squash: str = "torch") -> ArraySteps:
+        """The steps of a `TextVAE` on the CPU, kept with it while its weights and buffers stay as they are."""
+        from itertools import chain
+        key = tuple((t.data_ptr(), t._version) for t in chain(model.parameters(), model.buffers()))
+        kept = model.__dict__.setdefault("_kept_array_steps", {})
+        if squash not in kept or kept[squash][0] != key:
+            weights = {k: v.detach().cpu().float().numpy() if v.is_floating_point() else v.detach().cpu().numpy()
+                       for k, v in model.state_dict().items()}
+            kept[squash] = (key, cls(model.config, weights, squash))
+        return kept[squash][1]
 
-    def __init__(self, model: TextVAE):
-        self.model = model
-        self.config = c = model.config
+    def __init__(self, config, weights: dict[str, np.ndarray], squash: str = "numpy"):
+        self.config = c = config
+        self.w = w = weights
+        self.sigmoid = SQUASH[squash]
         self.lstm = c.cell == "lstm"
-        self.weights = w = model._step_weights(refresh=True)
-        H = c.hidden_dim
+        H, E = c.hidden_dim, c.embed_dim
         self.doubled = slice(2 * H, 3 * H)             # the gates under a tanh: an LSTM's g, a GRU's n
-        self.characters, self.recurrent = self._double(w.characters), self._double(w.recurrent)
-        self.recurrent_bias, self.fed = self._double(w.recurrent_bias), self._double(w.fed)
-        r = w.reading
-        self.positions, self.mix, self.mix_bias = _array(r.positions), _array(r.mix), _array(r.mix_bias)
-        self.logits, self.logits_bias = _array(r.logits).T, _array(r.logits_bias)
-        if self.mix is not None:
-            self.mix = self.mix.T
-        rnn = model.decoder
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        self.layers = [tuple(_array(getattr(rnn, f"{name}_l{k}")) for name in names) for k in range(1, c.num_layers)]
+        w_ih = w["decoder.weight_ih_l0"]
+        bias = w["decoder.bias_ih_l0"] + w["decoder.bias_hh_l0"] if self.lstm else w["decoder.bias_ih_l0"]
+        self.every = every = self._every_step_code()
+        self.characters = self._double(w["embedding.weight"] @ w_ih[:, :E].T + bias)        # (V, G)
+        self.code_weight = self._double(w_ih[:, E:E + every].T) if every else None            # (width, G)
+        self.recurrent = self._double(w["decoder.weight_hh_l0"].T)                            # (H, G)
+        self.recurrent_bias = None if self.lstm else self._double(w["decoder.bias_hh_l0"])
+        self.fed = self._double(w_ih[:, E + every:].T) if c.slots and c.slot_feed else None
+        self.logits, self.logits_bias = w["to_logits.weight"].T, w["to_logits.bias"]
+        self.layers = [tuple(w[f"decoder.{name}_l{k}"] for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+                       for k in range(1, c.num_layers)]
         if c.slots:              # the attention through the slots' own weights (see `step`)
-            with torch.no_grad():
-                scale, context = H ** -0.5, model.mix.weight[:, H:]
-                self.key_weight = _array(model.slot_key.weight * scale)                          # (H, d)
-                self.key_bias = _array(((model.slot_key.bias + model.slot_embedding) * scale).T).copy()  # (H, K)
-                self.value_weight = _array(model.slot_value.weight.T @ context.T)                # (d, H)
-                self.value_bias = _array(model.slot_value.bias @ context.T)                      # (H,)
+            scale, context = H ** -0.5, w["mix.weight"][:, H:]
+            self.positions = w["position_query.weight"]
+            self.mix, self.mix_bias = w["mix.weight"][:, :H].T, w["mix.bias"]
+            self.key_weight = w["slot_key.weight"] * np.float32(scale)                                # (H, d)
+            self.key_bias = np.ascontiguousarray(((w["slot_key.bias"] + w["slot_embedding"]) * np.float32(scale)).T)
+            self.value_weight = w["slot_value.weight"].T @ context.T                                  # (d, H)
+            self.value_bias = w["slot_value.bias"] @ context.T                                        # (H,)
+            self.empty = w["to_posterior.bias"][:c.latent_dim // c.slots] if "to_posterior.bias" in w else None
+        self._ends = None
 
-    def _double(self, weight: torch.Tensor | None) -> np.ndarray | None:
+    def _every_step_code(self) -> int:
+        """`TextVAE._every_step_code`: the width of the code's part of the decoder's input at every step."""
+        c = self.config
+        if not c.z_every_step or (c.lm and not c.num_labels):
+            return 0
+        return SLOT_SUMMARY if c.slots else (0 if c.lm else c.latent_dim) + (c.label_dim if c.num_labels else 0)
+
+    def _double(self, weight: np.ndarray) -> np.ndarray:
         """A copy of the first layer's gate weights (..., G) with the tanh gates' columns doubled."""
-        if weight is None:
-            return None
-        out = np.array(_array(weight), dtype=np.float32, order="C")
+        out = np.array(weight, dtype=np.float32, order="C")
         out[..., self.doubled] *= 2.0
         return out
 
-    def initial_state(self, code: torch.Tensor):
-        """The decoder's first state from the code, as arrays with the batch first: each layer's h (and c), the
-        code's share of the first layer's gates (doubled as the weights are), and with slots the position, the
-        slots themselves (B, K, Z / K), and for fed slots the pairs and the word count (see
+    def _tanh(self, x: np.ndarray) -> np.ndarray:
+        """tanh(x) as 2 sigmoid(2x) - 1: torch's and numpy's tanh both take 3-4x their sigmoid's time here."""
+        return 2.0 * self.sigmoid(2.0 * x) - 1.0
+
+    # -- codes ---------------------------------------------------------------------
+
+    def prior(self, eps: np.ndarray) -> np.ndarray:
+        """Codes (N, Z) from standard normal noise eps (N, Z): `TextVAE.prior_sample` in numpy."""
+        w = self.w
+        if "slot_words" in w and float(w["slot_words"].sum()) > 0:
+            if self._ends is None:
+                self._ends = chain_ends(w["slot_next"], self.config.slots)
+            return slot_prior_codes(eps, w["slot_words"], w["slot_next"], self._ends, w["slot_bank_size"],
+                                    w["slot_bank"], self.empty)
+        if "prior_mean" in w:
+            return (w["prior_mean"] + eps @ w["prior_scale"].T).astype(np.float32)
+        return eps
+
+    def initial_state(self, code):
+        """The decoder's first state from the (conditioned) code, as arrays with the batch first: each layer's h
+        (and c), the code's share of the first layer's gates (doubled as the weights are), and with slots the
+        position, the slots themselves (B, K, Z / K), and for fed slots the pairs and the word count (see
         `TextVAE.initial_state`)."""
-        m, c = self.model, self.config
-        rnn = m._rnn_state(code)
-        rnn = [list(s.numpy()) for s in (rnn if isinstance(rnn, tuple) else (rnn,))]      # per layer (B, H)
-        code_gates = np.array(m._code_gates(code).numpy(), dtype=np.float32, order="C")
-        code_gates[:, self.doubled] *= 2.0
+        c, w = self.config, self.w
+        code = np.ascontiguousarray(code if isinstance(code, np.ndarray) else code.detach().cpu().numpy(),
+                                    dtype=np.float32)
+        B, L, H = len(code), c.num_layers, c.hidden_dim
+        kinds = 2 if self.lstm else 1
+        if c.lm and not c.num_labels:
+            s = np.zeros((B, kinds, L, H), dtype=np.float32)
+        else:
+            s = np.tanh(code @ w["to_state.weight"].T + w["to_state.bias"]).reshape(B, kinds, L, H)
+        rnn = [[np.ascontiguousarray(s[:, kind, layer]) for layer in range(L)] for kind in range(kinds)]
+        if self.every:
+            shared = code @ w["to_summary.weight"].T + w["to_summary.bias"] if c.slots else code
+            code_gates = shared @ self.code_weight
+        else:
+            code_gates = np.zeros((B, self.characters.shape[1]), dtype=np.float32)
         if not c.slots:
             return (*rnn, code_gates)
-        parts = [np.zeros(len(code), dtype=np.int64), np.ascontiguousarray(m._slots(code).numpy())]
+        slots = np.ascontiguousarray(code[:, :c.latent_dim].reshape(B, c.slots, -1))
+        parts = [np.zeros(B, dtype=np.int64), slots]
         if c.slot_feed:
-            parts += [m._slot_pairs(code).numpy(), m._code_words(code).numpy()]
+            ext = np.concatenate([slots, np.zeros_like(slots[:, :1])], axis=1)                # (B, K + 1, d)
+            pairs = np.concatenate([ext, np.concatenate([ext[:, 1:], ext[:, -1:]], axis=1)], axis=2)
+            parts += [pairs, self._code_words(slots)]
         return (*rnn, code_gates, *parts)
+
+    def _code_words(self, slots: np.ndarray) -> np.ndarray:
+        """`TextVAE._code_words`: the words (B,) a code of slots that follow words holds, or no bound."""
+        c = self.config
+        none = np.full(len(slots), NONE, dtype=np.int64)
+        if c.slot_break < 0 or c.num_labels:
+            return none
+        full = np.abs(slots - self.empty).max(axis=2) > 1e-4                                  # (B, K)
+        words = c.slots - full[:, ::-1].argmax(axis=1)                                        # after the last full one
+        return np.where(full.any(axis=1), words, none)
 
     def select_rows(self, state, rows: np.ndarray):
         """The state of the batch's rows `rows` alone."""
         return tuple([s[rows] for s in part] if isinstance(part, list) else part[rows] for part in state)
 
-    def step(self, z: torch.Tensor, inputs: np.ndarray, state):
+    # -- a step --------------------------------------------------------------------
+
+    def step(self, z, inputs: np.ndarray, state):
         """`TextVAE.step` in numpy: inputs (B,) -> logits (B, V), next state."""
         c = self.config
         x = inputs
@@ -133,11 +255,11 @@ class ArraySteps:
         attention /= attention.sum(axis=1, keepdims=True)
         context = (attention[:, None, :] @ slots)[:, 0] @ self.value_weight + self.value_bias
         mixed = out @ self.mix + self.mix_bias + context
-        logits = _tanh(mixed) @ self.logits + self.logits_bias
+        logits = self._tanh(mixed) @ self.logits + self.logits_bias
         if fed and c.slot_break >= 0:          # the code's last word: see `TextVAE.step`
             words = fed[1]
             if (position >= words - 1).any():
-                words = np.where((x == EOS_ID) | (x == PAD_ID), 2**30, words)
+                words = np.where((x == EOS_ID) | (x == PAD_ID), NONE, words)
                 fed = [fed[0], words]
                 last, stop = position == words - 1, position >= words
                 eos = np.logaddexp(logits[:, EOS_ID], logits[:, c.slot_break])
@@ -152,30 +274,31 @@ class ArraySteps:
         """`TextVAE._rnn_step` in numpy: (output (B, H), next state). The first layer's gates come with their
         tanh gates doubled (see the class's text)."""
         H = self.config.hidden_dim
+        sigmoid = self.sigmoid
         h = state[0][0]
         if self.lstm:                                                           # gates i, f, g, o
-            s = _sigmoid(gates + h @ self.recurrent)
+            s = sigmoid(gates + h @ self.recurrent)
             cell = s[:, H:2 * H] * state[1][0] + s[:, :H] * (2.0 * s[:, 2 * H:3 * H] - 1.0)
-            h = s[:, 3 * H:] * _tanh(cell)
+            h = s[:, 3 * H:] * self._tanh(cell)
             hs, cs = [h], [cell]
         else:                                                                   # gates r, z, n
             hidden = h @ self.recurrent + self.recurrent_bias
-            rz = _sigmoid(gates[:, :2 * H] + hidden[:, :2 * H])
-            candidate = 2.0 * _sigmoid(gates[:, 2 * H:] + rz[:, :H] * hidden[:, 2 * H:]) - 1.0
+            rz = sigmoid(gates[:, :2 * H] + hidden[:, :2 * H])
+            candidate = 2.0 * sigmoid(gates[:, 2 * H:] + rz[:, :H] * hidden[:, 2 * H:]) - 1.0
             h = candidate + rz[:, H:] * (h - candidate)
             hs, cs = [h], []
         for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.layers, start=1):     # further layers, from h below
             inputs, hidden = h @ w_ih.T + b_ih, state[0][k] @ w_hh.T + b_hh
             if self.lstm:
                 gates = inputs + hidden
-                candidate = _tanh(gates[:, 2 * H:3 * H])
-                s = _sigmoid(gates)
+                candidate = self._tanh(gates[:, 2 * H:3 * H])
+                s = sigmoid(gates)
                 cell = s[:, H:2 * H] * state[1][k] + s[:, :H] * candidate
-                h = s[:, 3 * H:] * _tanh(cell)
+                h = s[:, 3 * H:] * self._tanh(cell)
                 cs.append(cell)
             else:
-                rz = _sigmoid(inputs[:, :2 * H] + hidden[:, :2 * H])
-                candidate = _tanh(inputs[:, 2 * H:] + rz[:, :H] * hidden[:, 2 * H:])
+                rz = sigmoid(inputs[:, :2 * H] + hidden[:, :2 * H])
+                candidate = self._tanh(inputs[:, 2 * H:] + rz[:, :H] * hidden[:, 2 * H:])
                 h = candidate + rz[:, H:] * (state[0][k] - candidate)
             hs.append(h)
         return h, ((hs, cs) if self.lstm else (hs,))

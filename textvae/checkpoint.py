@@ -52,6 +52,11 @@ class RunInfo:
     textvae_version: str = ""         # the version that trained the model
     words: dict | None = None         # the training text's words as a Bloom filter (metrics.WordSet.to_dict())
 
+    @property
+    def decode_limit(self) -> int:
+        """Longest item worth decoding: the longest training item, if known: nothing longer is sensible."""
+        return int(self.longest_item) if self.longest_item else 128
+
     def to_dict(self) -> dict:
         return {**asdict(self), "data": self.data.to_dict(), "labels": list(self.labels)}
 
@@ -234,6 +239,17 @@ def _tensors(p: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
     try:
         return load_file(p, device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{p} is damaged or truncated ({str(e).splitlines()[0][:120]})") from None
+
+
+def read_arrays(p: Path):
+    """A checkpoint file's tensors as numpy arrays, read without torch; None where numpy has no such type."""
+    from safetensors.numpy import load_file
+    try:
+        return load_file(p)
+    except TypeError:                   # bfloat16 and the like: numpy has no such type
+        return None
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{p} is damaged or truncated ({str(e).splitlines()[0][:120]})") from None
 

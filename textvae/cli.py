@@ -92,7 +92,7 @@ def cli():
 
 def _model_path(model: str | None) -> Path:
     """--model, or the run that the last `textvae train` in this directory wrote."""
-    from .runs import last_run
+    from .settings import last_run
     if model:
         return Path(model)
     path = last_run()
@@ -317,6 +317,10 @@ def _echo(text: str) -> None:
 @opt.LABEL_OPTION
 def generate(model_path, num, near, radius, stats, label, **opts):
     """Sample new items: codes from the prior (or near a text), decoded one per line."""
+    if near is None and label is None and not stats:
+        model_path = str(_model_path(model_path))
+        if _generate_without_torch(model_path, num, dict(opts)):
+            return
     m, dec, seed = _prepared(model_path, opts, "sample", [near] if near is not None else [], [label])
     texts: list[str] = []                           # the first STATS_ITEMS, for --stats
     for block in m.iter_generate(num, dec, seed=seed, near=near, radius=radius, label=label):
@@ -332,6 +336,32 @@ def generate(model_path, num, near, radius, stats, label, **opts):
                    else "training corpus not found, novelty unknown; ")
         err.print(f"{len(texts):,} samples{' (the first)' if num > len(texts) else ''}: {novelty}{r['duplicates']:.1%} duplicates; "
                   f"distinct-1 {r['distinct_1']:.3f}, distinct-2 {r['distinct_2']:.3f}; mean length {r['mean_length']:.1f}")
+
+
+def _generate_without_torch(model_path: str, num: int, opts: dict) -> bool:
+    """`generate` from the prior by `sample.Sampler`: the same items as `Model.iter_generate`, without loading
+    torch, so that the first lines come at once. False (nothing printed) where the torch model is needed: beam
+    search, guidance, a conditional model, a checkpoint whose arrays numpy cannot read as they are."""
+    from .loop import new_seed
+    from .sample import Sampler
+    seed = opts.pop("seed")
+    opts.pop("truncate", None)
+    dec = _decoding(opts, "sample")
+    if dec.strategy == "beam" or dec.guidance:
+        return False
+    sampler = Sampler.open(model_path)
+    if sampler is None:
+        return False
+    blocks = sampler.iter_generate(num, dec, seed if seed is not None else new_seed())
+    try:
+        first = next(blocks, None)
+    except (ValueError, IndexError, KeyError):      # arrays unlike their configuration: the torch path says why
+        return False
+    for block in [first] if first is not None else []:
+        _echo("\n".join(block))
+    for block in blocks:
+        _echo("\n".join(block))
+    return True
 
 
 # ---------------------------------------------------------------------------- reconstruct, encode

@@ -8,6 +8,10 @@ talks to the user.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def launched_rank() -> int:

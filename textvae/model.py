@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .settings import ModelConfig
+from .arraystep import chain_ends, slot_prior_codes
+from .settings import SLOT_SUMMARY, ModelConfig
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 SLOT_BANK = 32          # codes kept per cluster of word slots, for the slot prior (`fit_slot_prior`)
-SLOT_SUMMARY = 64       # size of the code summary fed to every decoder step when the code is made of slots
 
 
 class VAEOutput(NamedTuple):
@@ -62,13 +61,6 @@ def decoder_inputs(tokens: torch.Tensor) -> torch.Tensor:
     """<bos> c1 .. cn from c1 .. cn <eos>: the decoder predicts each character from those before it."""
     bos = torch.full_like(tokens[:, :1], BOS_ID)
     return torch.cat([bos, tokens[:, :-1]], dim=1)
-
-
-def _pick(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Index drawn from each row of non-negative `weights` (N, C) by inverse CDF with uniforms u (N,): the number
-    of the cumulative weights below u times their total (summed in double precision, kept in single)."""
-    cdf = np.cumsum(weights, axis=1, dtype=np.float64).astype(np.float32)
-    return np.minimum((cdf < (u * cdf[:, -1])[:, None]).sum(axis=1), weights.shape[1] - 1)
 
 
 def _nearest(x: torch.Tensor, centres: torch.Tensor, chunk: int = 65_536) -> torch.Tensor:
@@ -139,50 +131,18 @@ class TextVAE(nn.Module):
         return self.to_posterior.bias[:self.config.latent_dim // self.config.slots].detach()
 
     def _slot_prior_sample(self, eps: torch.Tensor) -> torch.Tensor:
-        """Codes (N, Z) from the slot prior: a number of words n from the corpus's, then a chain of clusters of
-        exactly n words from the bigram model (conditioned on ending there), and for each a member's code.
-        Uniforms come from eps (Phi(eps)): the same eps, the same codes. The chain is drawn in numpy, on the
-        CPU: a word at a time, a dozen small operations each, which cost a tenth of torch's there."""
-        c = self.config
-        K, C = c.slots, self.slot_next.shape[0] - 1
-        u = torch.special.ndtr(eps.float()).cpu().numpy()                   # (N, Z) uniforms, Z >= 2K + 1
-        trans = self.slot_next.float().cpu().numpy()
-        ends = self._chain_ends().cpu().numpy()
-        sizes = self.slot_bank_size.cpu().numpy()
-        n = eps.shape[0]
-        words = _pick(np.broadcast_to(self.slot_words.float().cpu().numpy(), (n, K + 1)), u[:, 0])  # (N,), >= 1
-        clusters, members = np.zeros((n, K), dtype=np.int64), np.zeros((n, K), dtype=np.int64)
-        prev = np.full(n, C)
-        for k in range(min(K, int(words.max()))):
-            live = k < words
-            w = trans[prev, :C] * ends[np.maximum(words - k - 1, 0), :C]
-            w = np.where(w.sum(axis=1, keepdims=True) > 0, w, trans[prev, :C] + np.float32(1e-12))
-            cluster = _pick(w, u[:, 1 + 2 * k])
-            size = np.maximum(sizes[cluster], 1)
-            member = np.minimum((u[:, 2 + 2 * k] * size.astype(np.float32)).astype(np.int64), size - 1)
-            clusters[:, k], members[:, k] = cluster, member
-            prev = np.where(live, cluster, prev)
-        live = torch.as_tensor(np.arange(K) < words[:, None], device=eps.device)            # (N, K)
-        codes = self.slot_bank[torch.as_tensor(clusters, device=eps.device),
-                               torch.as_tensor(members, device=eps.device)]
-        z = torch.where(live.unsqueeze(2), codes.float(), self._empty_slot().float())       # (N, K, d)
-        return z.reshape(n, -1).to(eps.dtype)
-
-    def _chain_ends(self) -> torch.Tensor:
-        """(K + 1, C + 1): row j, in proportion for each cluster (and the start), the chance that a chain from it
-        ends after exactly j more words. Made once per fitted prior (again when `slot_next` changes)."""
+        """Codes (N, Z) from the slot prior (`arraystep.slot_prior_codes`): a number of words n from the corpus's,
+        then a chain of clusters of exactly n words from the bigram model (conditioned on ending there), and for
+        each a member's code. Uniforms come from eps (Phi(eps)): the same eps, the same codes. Drawn in numpy, on
+        the CPU: a word at a time, a dozen small operations each, which cost a tenth of torch's there."""
         key = (self.slot_next.data_ptr(), self.slot_next._version, self.slot_next.device)
         kept = self.__dict__.get("_kept_chain_ends")
-        if kept is not None and kept[0] == key:
-            return kept[1]
-        trans, C = self.slot_next.float(), self.slot_next.shape[0] - 1
-        ends = [trans[:, C]]
-        for _ in range(self.config.slots):
-            nxt = trans[:, :C] @ ends[-1][:C]
-            ends.append(nxt / nxt.max().clamp_min(1e-30))                   # only ratios matter within a j
-        ends = torch.stack(ends)
-        self.__dict__["_kept_chain_ends"] = (key, ends)
-        return ends
+        if kept is None or kept[0] != key:
+            kept = self.__dict__["_kept_chain_ends"] = (key, chain_ends(self.slot_next.cpu().numpy(), self.config.slots))
+        z = slot_prior_codes(eps.float().cpu().numpy(), self.slot_words.cpu().numpy(), self.slot_next.cpu().numpy(),
+                             kept[1], self.slot_bank_size.cpu().numpy(), self.slot_bank.cpu().numpy(),
+                             self._empty_slot().cpu().numpy())
+        return torch.from_numpy(z).to(eps.device, eps.dtype)
 
     @torch.no_grad()
     def fit_slot_prior(self, mu: torch.Tensor, words: torch.Tensor, seed: int = 0, iterations: int = 8) -> None:

@@ -20,6 +20,7 @@ SCHEDULES = ("constant", "linear", "logistic", "cyclical")
 MAX_PATH_STEPS = 1000       # points on an interpolation path, at most
 MAX_DECODE_LEN = 100_000    # characters of one decoded item, at most
 BLOCK = 256     # items generated together: each block has its own seed (`api.Model.iter_generate`)
+SLOT_SUMMARY = 64       # size of the code summary fed to every decoder step when the code is made of slots
 MAP_ITEMS = 2000        # held-out items on the explorer's map, by default
 MAX_MAP_ITEMS = 20_000  # and at most: every point is drawn, and its text sent, to the page
 LAST_RUN_FILE = ".textvae-last"     # in the working directory: the run that the last `textvae train` here wrote

@@ -32,10 +32,11 @@ class _Job:
     code: torch.Tensor
     d: Decoding
     max_len: int
-    generator: torch.Generator | None
+    generator: object             # numpy's random stream (or None)
     noise_width: int
     limits: list[int] | None
     guidance: float
+    squash: str = "torch"
     wake: threading.Condition | None = None     # what its thread waits on, on the model's lock
     texts: list[str] | None = None
     error: BaseException | None = None
@@ -43,7 +44,8 @@ class _Job:
 
     def key(self) -> tuple:
         """Jobs of the same key decode together: the same model and setting (but the length limit)."""
-        return (id(self.model), replace(self.d, max_len=None), self.guidance, self.code.shape[1], self.code.dtype)
+        return (id(self.model), replace(self.d, max_len=None), self.guidance, self.squash, self.code.shape[1],
+                self.code.dtype)
 
 
 class DecodeBatcher:
@@ -81,11 +83,12 @@ class DecodeBatcher:
                 self.arrivals.notify()
 
     def decode(self, model, code: torch.Tensor, d: Decoding, max_len: int, generator, noise_width: int,
-               limits, guidance: float) -> list[str]:
+               limits, guidance: float, squash: str = "torch") -> list[str]:
         if not self.holding():      # a call from outside the worker: alone, as without a batcher
-            return model.decode_rows(code, d, max_len, generator, noise_width, limits, guidance)
+            return model.decode_rows(code, d, max_len, generator, noise_width, limits, guidance, squash)
         job = _Job(model, code, d, max_len, generator, noise_width,
-                   None if limits is None else [int(x) for x in limits], guidance, threading.Condition(self.lock))
+                   None if limits is None else [int(x) for x in limits], guidance, squash,
+                   threading.Condition(self.lock))
         self.pending.append(job)
         self.arrivals.notify()
         while not job.done and self.leading:
@@ -144,9 +147,9 @@ class DecodeBatcher:
         first = jobs[0]
         if len(jobs) == 1:
             return first.model.decode_rows(first.code, first.d, first.max_len, first.generator, first.noise_width,
-                                           first.limits, first.guidance)
+                                           first.limits, first.guidance, first.squash)
         max_len = max(j.max_len for j in jobs)
         limits = [min(x, j.max_len) for j in jobs for x in (j.limits or [j.max_len] * len(j.code))]
         streams = Streams(tuple((j.generator, len(j.code), j.noise_width) for j in jobs))
         code = torch.cat([j.code for j in jobs])
-        return first.model.decode_rows(code, first.d, max_len, streams, 0, limits, first.guidance)
+        return first.model.decode_rows(code, first.d, max_len, streams, 0, limits, first.guidance, first.squash)
