@@ -40,6 +40,31 @@ def trained(trained_dir, monkeypatch):
     return trained_dir
 
 
+def generate_without_torch(folder, *args):
+    """`textvae generate ARGS` in a fresh process in `folder`, where importing torch fails."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['torch'] = None; from textvae.cli import main; "
+            "sys.argv = ['textvae', 'generate', *sys.argv[1:]]; main()")
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=folder, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("options", [{}, {"strategy": "greedy"}, {"temperature": 0.8, "top_k": 3},
+                                     {"top_p": 0.9, "repetition_penalty": 1.3, "no_repeat_ngram": 3}])
+def test_cli_generate_needs_no_torch_and_gives_the_apis_items(trained_dir, options):
+    """`textvae generate` decodes without loading torch (its first lines come before torch would have loaded)
+    and prints what `Model.generate` gives for the same seed, in blocks that do not depend on -n."""
+    import textvae
+    args = [x for k, v in options.items() for x in (("--greedy",) if v == "greedy" else (f"--{k.replace('_', '-')}", str(v)))]
+    r = generate_without_torch(trained_dir, "-n", "300", "--seed", "5", *args)
+    assert r.returncode == 0, r.stderr
+    texts = r.stdout.splitlines()
+    assert texts == textvae.load(trained_dir / "runs" / "tiny").generate(300, seed=5, **options)
+    assert len(set(texts)) > 30
+    r = generate_without_torch(trained_dir, "-n", "7", "--seed", "5", *args)
+    assert r.stdout.splitlines() == texts[:7]
+
+
 def test_cli_train_then_generate_and_interpolate(trained, tiny_corpus):
     run_dir = trained / "runs" / "tiny"
     assert (run_dir / "best.safetensors").is_file() and (run_dir / "last.safetensors").is_file()
@@ -308,6 +333,9 @@ def test_cli_sentences_get_a_code_of_slots_and_decode_without_running_away(workd
     r = run("generate", "-n", "20", "--seed", "0")
     samples = r.stdout.splitlines()
     assert r.exit_code == 0 and len(samples) == 20 and all(samples) and all(len(s) <= longest for s in samples)
+    assert generate_without_torch(workdir, "-n", "20", "--seed", "0").stdout.splitlines() == samples   # slot prior
+    import textvae
+    assert textvae.load(workdir / "runs" / "reviews").generate(20, seed=0) == samples
     r = run("interpolate", lines[0], lines[1], "--steps", "5")
     assert r.exit_code == 0 and len(r.stdout.splitlines()) == 5 and "endpoint fidelity" in r.stderr
     # an option given on the command line wins over the sentence settings
