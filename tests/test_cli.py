@@ -55,7 +55,8 @@ def test_cli_generate_needs_no_torch_and_gives_the_apis_items(trained_dir, optio
     """`textvae generate` decodes without loading torch (its first lines come before torch would have loaded)
     and prints what `Model.generate` gives for the same seed, in blocks that do not depend on -n."""
     import textvae
-    args = [x for k, v in options.items() for x in (("--greedy",) if v == "greedy" else (f"--{k.replace('_', '-')}", str(v)))]
+    args = [x for k, v in options.items()
+            for x in (("--greedy",) if v == "greedy" else (f"--{k.replace('_', '-')}", str(v)))]
     r = generate_without_torch(trained_dir, "-n", "300", "--seed", "5", *args)
     assert r.returncode == 0, r.stderr
     texts = r.stdout.splitlines()

@@ -138,7 +138,8 @@ class TextVAE(nn.Module):
         key = (self.slot_next.data_ptr(), self.slot_next._version, self.slot_next.device)
         kept = self.__dict__.get("_kept_chain_ends")
         if kept is None or kept[0] != key:
-            kept = self.__dict__["_kept_chain_ends"] = (key, chain_ends(self.slot_next.cpu().numpy(), self.config.slots))
+            ends = chain_ends(self.slot_next.cpu().numpy(), self.config.slots)
+            kept = self.__dict__["_kept_chain_ends"] = (key, ends)
         z = slot_prior_codes(eps.float().cpu().numpy(), self.slot_words.cpu().numpy(), self.slot_next.cpu().numpy(),
                              kept[1], self.slot_bank_size.cpu().numpy(), self.slot_bank.cpu().numpy(),
                              self._empty_slot().cpu().numpy())
