@@ -86,6 +86,18 @@ def test_seeded_sampling_on_the_device_repeats(trained_run):
     assert m.generate(30, seed=11) != m.generate(30, seed=12)
 
 
+@pytest.mark.parametrize("options", [{}, {"strategy": "greedy"}, {"top_p": 0.8, "no_repeat_ngram": 3}])
+def test_blocks_decoded_together_on_the_device_give_each_blocks_own_items(trained_run, options):
+    """On a GPU, `iter_generate` decodes up to 16 blocks of 256 in one batch, each block from its own streams:
+    the first k items are the same whatever n, and the same as the device's decoding of each block alone."""
+    from textvae.api import BLOCK
+    m = textvae.load(trained_run, device=DEVICE)
+    many = m.generate(3 * BLOCK + 40, seed=4, **options)
+    assert len(many) == 3 * BLOCK + 40 and all(many)
+    assert m.generate(BLOCK + 10, seed=4, **options) == many[:BLOCK + 10]
+    assert m.generate(7, seed=4, **options) == many[:7]
+
+
 def test_half_precision_with_a_loss_scaler_trains(tmp_path, tiny_corpus, monkeypatch):
     """GPUs without bf16 train in fp16 with a gradient scaler: force that path on this one."""
     if not ON_GPU:
