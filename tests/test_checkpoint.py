@@ -134,3 +134,29 @@ def test_a_checkpoint_from_before_run_info_still_loads(tmp_path):
     assert ck.progress == {"epoch": 3, "step": 7, "valid": {"nll_elbo": 9.5}}
     m = textvae.load(tmp_path / "old.safetensors")
     assert m.default_max_len == 12 and len(m.generate(3, seed=0)) == 3
+
+
+@pytest.mark.parametrize("change", ["shape", "missing", "half"])
+def test_generate_reads_arrays_unlike_their_configuration_as_the_torch_path_does(tmp_path, change):
+    """`textvae generate` reads checkpoints without torch: a tensor of another shape or a missing one still
+    gets the one-line refusal of `textvae.load`, and half-precision weights, which numpy's path leaves to
+    torch's, still generate."""
+    from click.testing import CliRunner
+    from safetensors.numpy import load_file, save_file
+
+    from textvae.cli import cli
+    model, tok = _model()
+    path = checkpoint.save(tmp_path / "m.safetensors", model, tok)
+    arrays, meta = load_file(path), checkpoint.read_metadata(path)
+    if change == "shape":
+        arrays["to_logits.bias"] = arrays["to_logits.bias"][:3].copy()
+    elif change == "missing":
+        del arrays["decoder.weight_hh_l0"]
+    else:
+        arrays = {k: v.astype("float16") if v.dtype == "float32" else v for k, v in arrays.items()}
+    save_file(arrays, tmp_path / "x.safetensors", metadata=meta)
+    r = CliRunner().invoke(cli, ["generate", "-n", "3", "--seed", "1", "--model", str(tmp_path / "x.safetensors")])
+    if change == "half":
+        assert r.exit_code == 0 and len(r.stdout.splitlines()) == 3, r.output
+    else:
+        assert r.exit_code == 1 and "does not match its configuration" in r.stderr and "unexpected" not in r.stderr
