@@ -238,7 +238,7 @@ class Model:
     def decode_rows(self, code: torch.Tensor, d: Decoding, max_len: int, generator=None, noise_width: int = 0,
                     limits: Sequence[int] | None = None, guidance: float = 0.0, squash: str = "torch") -> list[str]:
         """Text for each conditioned code (N, code) in one batch (see `_decode_codes`); `generator` may be the
-        `decode.Streams` of several callers' rows."""
+        `loop.Streams` of several callers' rows."""
         net = Guided(self.model, guidance) if guidance else self.model
         part = None if limits is None else torch.as_tensor(limits, device=self.device)
         ids = decode(net, code, d, max_len, generator, noise_width, part, squash)

@@ -8,7 +8,7 @@ and waits, letting the lock go, so that the other requests reach theirs. The fir
 until every request in the worker has either handed in its decoding or finished (at most `GATHER_MAX_S`), and
 then while more keep arriving (`GATHER_S` at a time), decodes each group of the same setting in one batch,
 and hands every request its rows. Each request's rows keep their own length limit and their own random stream
-(`decode.Streams`), so they decode as they would alone.
+(`loop.Streams`), so they decode as they would alone.
 """
 
 from __future__ import annotations
