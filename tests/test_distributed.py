@@ -11,7 +11,7 @@ import torch
 from textvae import checkpoint
 
 ARGS = ["--steps", "24", "--batch-size", "16", "--embed-dim", "16", "--hidden-dim", "32", "--latent-dim", "8",
-        "--kl-warmup", "10", "--seed", "3"]
+        "--kl-warmup", "10", "--seed", "3", "--device", "cpu"]     # gloo on the CPU, on a machine with a GPU too
 
 
 def _free_port() -> str:
@@ -50,3 +50,17 @@ def test_two_gloo_processes_follow_the_single_process_loss_curve(tmp_path, tiny_
     # written once, by rank 0: one run.json, one set of metrics lines
     assert len(epochs2) == len(epochs1)
     assert two.stderr.count("parameters) into") == 1 and two.stderr.count("checkpoints:") == 1
+
+
+def test_more_processes_than_gpus_is_one_clear_error(monkeypatch):
+    """NCCL cannot share a GPU between two processes: torchrun with more processes than the machine has GPUs
+    gets a line that says what to do, not NCCL's error (seen on a 1-GPU machine with --nproc-per-node 2)."""
+    from textvae import distributed
+    from textvae.settings import RunError
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(RunError, match="2 processes on this machine, which has 1 GPU: .*--nproc-per-node 1"):
+        distributed.start("auto")

@@ -29,6 +29,12 @@ def start(device: str) -> None:
     import torch
     use_nccl = device != "cpu" and torch.cuda.is_available()
     if use_nccl:
+        here, gpus = int(os.environ.get("LOCAL_WORLD_SIZE", "1")), torch.cuda.device_count()
+        if here > gpus:         # NCCL cannot put two processes on one GPU
+            from .settings import RunError
+            raise RunError(f"torchrun started {here} processes on this machine, which has {gpus} GPU"
+                           f"{'s' if gpus != 1 else ''}: one process per GPU (--nproc-per-node {gpus}), or "
+                           "--device cpu to train on the CPU")
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend="nccl" if use_nccl else "gloo")
 
