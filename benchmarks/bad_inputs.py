@@ -49,6 +49,19 @@ def make_files(d: Path) -> None:
     os.chmod(d / "readonly.npy", stat.S_IRUSR)
 
 
+def make_model_files(d: Path) -> None:
+    """Damaged copies of the trained model `run`: cut short, and with a tensor of another shape than its
+    configuration implies (which `generate` reads without torch)."""
+    from safetensors.numpy import load_file, save_file
+
+    from textvae.checkpoint import read_metadata
+    best = d / "run" / "best.safetensors"
+    (d / "trunc.safetensors").write_bytes(best.read_bytes()[:5000])
+    arrays = load_file(best)
+    arrays["to_logits.bias"] = arrays["to_logits.bias"][:3].copy()
+    save_file(arrays, d / "reshaped.safetensors", metadata=read_metadata(best))
+
+
 LONG = "ab " * 33_334          # 100,002 characters
 
 
@@ -78,6 +91,7 @@ def cases(d: Path) -> list[tuple]:
         ("resume a run that has no state", ["train", "--resume", "adir"], {}),
         ("checkpoint path that is not a checkpoint", ["generate", "--model", "fake.safetensors"], {}),
         ("truncated checkpoint", ["generate", "--model", "trunc.safetensors"], {}),
+        ("tensors unlike the checkpoint's configuration", ["generate", "--model", "reshaped.safetensors"], {}),
         ("pickle payload in a run directory", ["generate", "--model", "bomb"], {}),
         ("no model trained here", ["generate"], {"cwd": d / "adir"}),
         ("-n 0", ["generate", "-n", "0", "--model", "run"], {}),
@@ -166,7 +180,7 @@ def main() -> None:
         assert r.returncode == 0, r.stderr
         make_files(d)
         (d / "huge_line.txt").write_bytes(b"x" * 100_000_000 + b"\nshort\n")
-        (d / "trunc.safetensors").write_bytes((d / "run" / "best.safetensors").read_bytes()[:5000])
+        make_model_files(d)
         print("| bad input | command | what the user sees (last stderr line) | exit | traceback |")
         print("| --- | --- | --- | --- | --- |")
         for what, args, opts in cases(d):
