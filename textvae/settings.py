@@ -155,7 +155,7 @@ class BenchConfig:
 
 @dataclass(frozen=True)
 class Decoding:
-    """How codes become text. One setting flows from the command line through the API to here.
+    """How codes become text. One setting flows from the command line through the API to the decoders.
 
     Greedy decoding is `strategy="greedy"`; sampling at temperature 0 is the same thing and is
     turned into it here, so there is one code path for it."""
