@@ -1,7 +1,8 @@
-"""From codes to text: batched greedy and stochastic decoding, and homotopies between codes.
+"""From codes to text: every strategy of a `Decoding` (`decode`), beam search, guidance, and homotopies between codes.
 
 Every function decodes a whole batch of codes at once, one time step per loop turn
-(never one item at a time); a sequence stops at <eos> or at `max_len` characters.
+(never one item at a time); a sequence stops at <eos> or at `max_len` characters. The loop of greedy and
+sampled decoding lives in `loop`, which needs no torch; its names are here too.
 """
 
 from __future__ import annotations
