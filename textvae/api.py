@@ -22,7 +22,7 @@ from .checkpoint import RunInfo
 from .decode import Decoding, Guided, decode, lerp, slerp, threads_for
 from .loop import Streams, new_seed, random_stream
 from .model import TextVAE, reparameterize
-from .sample import blocks, prior_texts
+from .sample import blocks, generate_prior
 from .settings import BLOCK, MAX_DECODE_LEN, MAX_PATH_STEPS, TextTooLong  # noqa: F401 (the API's names)
 from .tokenizer import CharTokenizer
 
@@ -187,11 +187,15 @@ class Model:
         z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
         if z.dim() == 1:
             z = z.unsqueeze(0)
-        code = self.model.condition(z, self.label_ids(labels, len(z)))         # (N, code)
         guidance = self.resolve_guidance(d.guidance)
-        if guidance:
-            code = self._beside_unlabelled(code, z)
-        return self._decode_codes(code, d, seed, batch_size, guidance, noise_width, limits)
+        return self._decode_codes(self._code_of(z, labels, guidance), d, seed, batch_size, guidance, noise_width,
+                                  limits)
+
+    def _code_of(self, z: torch.Tensor, labels, guidance: float) -> torch.Tensor:
+        """The decoder's codes for z (N, Z) under `labels`: (N, code), or with guidance (N, 2 * code)."""
+        z = z.to(self.device)
+        code = self.model.condition(z, self.label_ids(labels, len(z)))
+        return self._beside_unlabelled(code, z) if guidance else code
 
     def _beside_unlabelled(self, code: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Each code followed by the same z under the "no label" id: what `decode.Guided` reads, (N, 2 * code)."""
@@ -274,7 +278,7 @@ class Model:
         is and the first items come at once. Each block draws its codes and its sampling noise from its own
         seed, made from `seed` and the block's number (`sample.blocks`): with a seed, the first k items are the
         same for every n >= k. From the prior on a CPU, the blocks are those `textvae generate` decodes without
-        torch (`sample.prior_texts`), the same items for the same seed."""
+        torch (`sample.generate_prior`), the same items for the same seed."""
         d = self.setting(decoding, "sample", **options)
         base = seed if seed is not None else new_seed()
         if near is not None:
@@ -282,15 +286,15 @@ class Model:
             mu, logvar = (torch.as_tensor(x) for x in self.encode([near], return_logvar=True,
                                                                    labels=near_label or label))
         prior = near is None and not self.conditional and self.device.type == "cpu"
+        steps = ArraySteps.of(self.model, "numpy") if prior else None
+        if prior and self.batcher is None and d.strategy != "beam":
+            yield from generate_prior(steps, self.tokenizer, n, d, base, d.max_len or self.default_max_len)
+            return
         group: list = []             # on a GPU: blocks decoded together (see `_decode_blocks`)
         for start, eps, stream in blocks(n, base, self.latent_dim):
-            if prior:
-                steps = ArraySteps.of(self.model, "numpy")
-                if self.batcher is None and d.strategy != "beam":
-                    yield prior_texts(steps, self.tokenizer, eps, d, d.max_len or self.default_max_len, stream)
-                else:      # beam search (in torch), or the same decoding in a batch with a server's other requests
-                    yield self._decode_codes(torch.from_numpy(steps.prior(eps)), d, seed=stream, noise_width=BLOCK,
-                                             squash="numpy")
+            if prior:      # beam search (in torch), or the same decoding in a batch with a server's other requests
+                yield self._decode_codes(torch.from_numpy(steps.prior(eps)), d, seed=stream, noise_width=BLOCK,
+                                         squash="numpy")
                 continue
             eps = torch.from_numpy(eps)
             z = self._prior(eps) if near is None else reparameterize(mu, logvar, eps=radius * eps)
@@ -308,11 +312,7 @@ class Model:
         batch on a GPU, where a step of 256 rows costs about what a step of thousands does. Each block's rows
         draw from the block's own stream (`loop.Streams`), so they decode as they would alone."""
         guidance = self.resolve_guidance(d.guidance)
-        codes = []
-        for z, labels, _ in group:
-            z = z.to(self.device)
-            code = self.model.condition(z, self.label_ids(labels, len(z)))
-            codes.append(self._beside_unlabelled(code, z) if guidance else code)
+        codes = [self._code_of(z, labels, guidance) for z, labels, _ in group]
         streams = Streams(tuple((self._generator(seed), len(z), BLOCK) for z, _, seed in group))
         texts = self.decode_rows(torch.cat(codes), d, d.max_len or self.default_max_len, streams, 0, None, guidance)
         for z, _, _ in group:

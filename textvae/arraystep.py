@@ -18,7 +18,6 @@ import math
 
 import numpy as np
 
-from .settings import SLOT_SUMMARY
 from .tokenizer import EOS_ID, PAD_ID
 
 NONE = 2**30        # no bound on a code's words (see `code_words`)
@@ -129,7 +128,7 @@ class ArraySteps:
         self.doubled = slice(2 * H, 3 * H)             # the gates under a tanh: an LSTM's g, a GRU's n
         w_ih = w["decoder.weight_ih_l0"]
         bias = w["decoder.bias_ih_l0"] + w["decoder.bias_hh_l0"] if self.lstm else w["decoder.bias_ih_l0"]
-        self.every = every = self._every_step_code()
+        self.every = every = c.every_step_width
         self.characters = self._double(w["embedding.weight"] @ w_ih[:, :E].T + bias)        # (V, G)
         self.code_weight = self._double(w_ih[:, E:E + every].T) if every else None            # (width, G)
         self.recurrent = self._double(w["decoder.weight_hh_l0"].T)                            # (H, G)
@@ -148,13 +147,6 @@ class ArraySteps:
             self.value_bias = w["slot_value.bias"] @ context.T                                        # (H,)
             self.empty = w["to_posterior.bias"][:c.latent_dim // c.slots] if "to_posterior.bias" in w else None
         self._ends = None
-
-    def _every_step_code(self) -> int:
-        """`TextVAE._every_step_code`: the width of the code's part of the decoder's input at every step."""
-        c = self.config
-        if not c.z_every_step or (c.lm and not c.num_labels):
-            return 0
-        return SLOT_SUMMARY if c.slots else (0 if c.lm else c.latent_dim) + (c.label_dim if c.num_labels else 0)
 
     def _double(self, weight: np.ndarray) -> np.ndarray:
         """A copy of the first layer's gate weights (..., G) with the tanh gates' columns doubled."""

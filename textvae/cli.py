@@ -354,11 +354,10 @@ def _generate_without_torch(model_path: str, num: int, opts: dict) -> bool:
         return False
     blocks = sampler.iter_generate(num, dec, seed if seed is not None else new_seed())
     try:
-        first = next(blocks, None)
+        first = next(blocks)
     except (ValueError, IndexError, KeyError):      # arrays unlike their configuration: the torch path says why
         return False
-    for block in [first] if first is not None else []:
-        _echo("\n".join(block))
+    _echo("\n".join(first))
     for block in blocks:
         _echo("\n".join(block))
     return True

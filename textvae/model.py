@@ -226,8 +226,7 @@ class TextVAE(nn.Module):
 
     @property
     def _code_in(self) -> int:
-        c = self.config
-        return (0 if c.lm else c.latent_dim) + (c.label_dim if c.num_labels else 0)
+        return self.config.code_width
 
     def condition(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder's code: z, with the label's embedding appended in a conditional model: (B, code)."""
@@ -451,11 +450,7 @@ class TextVAE(nn.Module):
 
     @property
     def _every_step_code(self) -> int:
-        """Width of the code's part of the decoder's input at every step (the code, or its summary): 0 without."""
-        c = self.config
-        if not c.z_every_step or (c.lm and not c.num_labels):
-            return 0
-        return SLOT_SUMMARY if c.slots else self._code_in
+        return self.config.every_step_width
 
     def _code_gates(self, code: torch.Tensor) -> torch.Tensor:
         """The first layer's gates' share (B, G) of the code's part of its input at every step."""

@@ -42,6 +42,14 @@ def prior_texts(steps: ArraySteps, tokenizer, eps: np.ndarray, d: Decoding, max_
     return [tokenizer.decode(row) for row in ids.tolist()]
 
 
+def generate_prior(steps: ArraySteps, tokenizer, n: int, d: Decoding, seed: int,
+                   max_len: int) -> Iterator[list[str]]:
+    """n items from the prior, a block at a time (`blocks`, `prior_texts`): what `Model.iter_generate` and
+    `textvae generate` give on a CPU."""
+    for _, eps, stream in blocks(n, seed, steps.config.latent_dim):
+        yield prior_texts(steps, tokenizer, eps, d, max_len, stream)
+
+
 @dataclass
 class Sampler:
     """A checkpoint opened for generation from the prior on a CPU, without torch."""
@@ -69,12 +77,6 @@ class Sampler:
             return None
         return cls(steps, tokenizer, run, p)
 
-    @property
-    def default_max_len(self) -> int:
-        return self.run.decode_limit
-
     def iter_generate(self, n: int, d: Decoding, seed: int) -> Iterator[list[str]]:
         """`Model.iter_generate` from the prior, for this checkpoint."""
-        max_len = d.max_len or self.default_max_len
-        for _, eps, stream in blocks(n, seed, self.steps.config.latent_dim):
-            yield prior_texts(self.steps, self.tokenizer, eps, d, max_len, stream)
+        return generate_prior(self.steps, self.tokenizer, n, d, seed, d.max_len or self.run.decode_limit)

@@ -94,6 +94,18 @@ class ModelConfig:
         if self.slots and (self.lm or self.latent_dim % self.slots):
             raise ValueError(f"a code of {self.slots} slots needs a VAE whose latent_dim ({self.latent_dim}) they divide")
 
+    @property
+    def code_width(self) -> int:
+        """Width of the decoder's code: z (none in a language model), and the label's embedding."""
+        return (0 if self.lm else self.latent_dim) + (self.label_dim if self.num_labels else 0)
+
+    @property
+    def every_step_width(self) -> int:
+        """Width of the code's part of the decoder's input at every step (the code, or its summary): 0 without."""
+        if not self.z_every_step or (self.lm and not self.num_labels):
+            return 0
+        return SLOT_SUMMARY if self.slots else self.code_width
+
     def to_dict(self) -> dict:
         return asdict(self)
 
