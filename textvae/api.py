@@ -281,6 +281,9 @@ class Model:
         torch (`sample.generate_prior`), the same items for the same seed."""
         d = self.setting(decoding, "sample", **options)
         base = seed if seed is not None else new_seed()
+        if near is None and self.model.config.word_prior:
+            yield from self._generate_words(n, d, base)
+            return
         if near is not None:
             d = self.length_for(d, [near])
             mu, logvar = (torch.as_tensor(x) for x in self.encode([near], return_logvar=True,
@@ -307,6 +310,16 @@ class Model:
                 yield from self._decode_blocks(group, d)
                 group = []
 
+    def _generate_words(self, n: int, d: Decoding, seed: int) -> Iterator[list[str]]:
+        """`iter_generate` from a word prior: the setting's sampling (temperature, top-p; greedy: the likeliest
+        words) chooses the words, drawn by the prior; their spelling is read out greedily (or by beam search)."""
+        temperature = d.temperature if d.strategy == "sample" else 0.0
+        spell = d.but(strategy="beam" if d.strategy == "beam" else "greedy")
+        for _, eps, _ in blocks(n, seed, self.latent_dim):
+            with torch.no_grad(), threads_for(len(eps), self.device):
+                z = self.model.prior_sample(torch.from_numpy(eps).to(self.device), temperature, d.top_p)
+            yield self._decode_codes(z, spell)
+
     def _decode_blocks(self, group: list, d: Decoding) -> Iterator[list[str]]:
         """The texts of several blocks of `iter_generate` (their codes, labels and sampling seeds), decoded in one
         batch on a GPU, where a step of 256 rows costs about what a step of thousands does. Each block's rows
@@ -318,6 +331,24 @@ class Model:
         for z, _, _ in group:
             yield texts[:len(z)]
             texts = texts[len(z):]
+
+    # the middle of a path between two sentences: words drawn from the word prior given the path's global code
+    PATH_TEMPERATURE = 0.0
+    PATH_TOP_P = 1.0
+
+    @torch.no_grad()
+    def _sentences_between(self, path: torch.Tensor, seed: int | None) -> torch.Tensor:
+        """A path of codes (steps, Z) whose inner points are sentences: its ends are the two texts' codes; at each
+        point between, the slots are those the word prior writes from that point's global code, every point with
+        the same noise (`seed`, else 0), so that the path's sentences change where the global code moves them."""
+        c = self.model.config
+        if len(path) <= 2:
+            return path
+        eps = random_stream(seed or 0).standard_normal((1, c.latent_dim), dtype=np.float32)
+        eps = torch.from_numpy(np.repeat(eps, len(path) - 2, axis=0)).to(self.device)
+        g = path[1:-1, c.latent_dim - c.global_dim:].to(self.device)
+        inner = self.model.codes_given(g, eps, self.PATH_TEMPERATURE, self.PATH_TOP_P).cpu()
+        return torch.cat([path[:1], inner, path[-1:]])
 
     def reconstruct(self, texts: Sequence[str], decoding: Decoding | None = None, seed: int | None = None,
                     label=None, to_label=None, **options) -> list[str]:
@@ -353,6 +384,8 @@ class Model:
         za, zb = (torch.as_tensor(self.encode([x], labels=lab)[0]) if isinstance(x, str)
                   else torch.as_tensor(np.asarray(x)).float() for x, lab in ((a, la), (b, lb)))
         path = (slerp if method == "slerp" else lerp)(za, zb, steps)
+        if self.model.config.word_prior:
+            path = self._sentences_between(path, seed)
         if self.conditional and la != lb:
             ya, yb = (self.model.label_embedding(self.label_ids(x, 1))[0].detach().cpu() for x in (la, lb))
             t = torch.linspace(0, 1, steps).unsqueeze(1)

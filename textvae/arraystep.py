@@ -145,7 +145,7 @@ class ArraySteps:
             self.key_bias = np.ascontiguousarray(((w["slot_key.bias"] + w["slot_embedding"]) * np.float32(scale)).T)
             self.value_weight = w["slot_value.weight"].T @ context.T                                  # (d, H)
             self.value_bias = w["slot_value.bias"] @ context.T                                        # (H,)
-            self.empty = w["to_posterior.bias"][:c.latent_dim // c.slots] if "to_posterior.bias" in w else None
+            self.empty = w["to_posterior.bias"][:c.slot_dim] if "to_posterior.bias" in w else None
         self._ends = None
 
     def _double(self, weight: np.ndarray) -> np.ndarray:
@@ -194,7 +194,7 @@ class ArraySteps:
             code_gates = np.zeros((B, self.characters.shape[1]), dtype=np.float32)
         if not c.slots:
             return (*rnn, code_gates)
-        slots = np.ascontiguousarray(code[:, :c.latent_dim].reshape(B, c.slots, -1))
+        slots = np.ascontiguousarray(code[:, :c.slots * c.slot_dim].reshape(B, c.slots, -1))
         parts = [np.zeros(B, dtype=np.int64), slots]
         if c.slot_feed:
             ext = np.concatenate([slots, np.zeros_like(slots[:, :1])], axis=1)                # (B, K + 1, d)

@@ -35,20 +35,28 @@ def evaluate_elbo(model: TextVAE, data: EncodedItems, batch_size: int = 256, see
     gen = torch.Generator(device=device).manual_seed(seed)
     total_recon = total_kl = 0.0
     kl_dims = None
+    G = model.config.global_dim if model.config.word_prior else 0
     for index, tokens, lengths in data.iterate(batch_size):
         tokens, lengths = tokens.to(device), lengths.to(device)
         y = _labels(data, index, device)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            mu, logvar = model.encode(tokens, lengths, y)
-            z = mu if model.config.lm else reparameterize(mu, logvar, gen)
-            logits = model.decode(z, decoder_inputs(tokens), lengths, y)
+            if G:                           # the KL of the slots under the word prior, by one sample
+                out = model(tokens, lengths, generator=gen)
+                mu, logvar, logits = out.mu[:, -G:], out.logvar[:, -G:], out.logits
+                total_kl += float((out.log_q - out.log_p).sum())
+            else:
+                mu, logvar = model.encode(tokens, lengths, y)
+                z = mu if model.config.lm else reparameterize(mu, logvar, gen)
+                logits = model.decode(z, decoder_inputs(tokens), lengths, y)
         total_recon += float(reconstruction_nll(logits, tokens).sum())
         kl = kl_divergence(mu.float(), logvar.float())
         total_kl += float(kl.sum())
         kl_dims = kl.sum(dim=0).double() + (0 if kl_dims is None else kl_dims)
     n, chars = len(data), data.num_chars
     elbo = total_recon + total_kl
-    kept = float(kl_dims.div(n).clamp_min(free_bits).sum()) if kl_dims is not None and free_bits > 0 else total_kl / n
+    kept = total_kl / n
+    if kl_dims is not None and free_bits > 0:       # the dimensions under N(0, I) count at least the free bits
+        kept += float(kl_dims.div(n).clamp_min(free_bits).sum() - kl_dims.div(n).sum())
     return {
         "objective": total_recon / n + kept,
         "recon": total_recon / n,
@@ -117,9 +125,12 @@ def iw_nll(model: TextVAE, data: EncodedItems, samples: int = 100, batch_size: i
         mu, logvar = mu.float(), logvar.float()
         inputs = decoder_inputs(tokens)
         log_w = []
+        words = model.word_count(tokens, lengths) if model.config.word_prior else None
         for start in range(0, K, chunk):
             k = min(chunk, K - start)
             eps = torch.randn((k, B, mu.shape[1]), generator=gen, device=device)
+            if words is not None:           # a word-prior model's empty slots are fixed, not drawn
+                eps = eps * model.random_dims(words)
             z = mu if model.config.lm else reparameterize(mu, logvar, eps=eps)       # (k, B, Z)
             z = z.expand(k, B, -1) if model.config.lm else z
             flat_z = z.reshape(k * B, -1)
@@ -129,6 +140,13 @@ def iw_nll(model: TextVAE, data: EncodedItems, samples: int = 100, batch_size: i
             log_px_z = -reconstruction_nll(logits, tokens.repeat(k, 1)).view(k, B)
             if model.config.lm:
                 log_w.append(log_px_z)
+            elif words is not None:
+                drawn = model.random_dims(words)
+                log_pz = model.log_prior(flat_z, words.repeat(k)).view(k, B)
+                log_qz = (-0.5 * (LOG_2PI + logvar + eps.pow(2)) * drawn).sum(dim=-1)
+                log_w.append(log_px_z + log_pz - log_qz)
+                if start == 0:
+                    first_kl = (log_qz - log_pz)[0]
             else:
                 log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))     # (k, B)
                 log_qz = log_normal(z, mu.unsqueeze(0), logvar.unsqueeze(0))
@@ -137,7 +155,10 @@ def iw_nll(model: TextVAE, data: EncodedItems, samples: int = 100, batch_size: i
                 total_recon += float(-log_px_z[0].sum())
         log_w = torch.cat(log_w)                                                     # (K, B)
         total_iw += float(-(torch.logsumexp(log_w, dim=0) - math.log(K)).sum())
-        kl = kl_divergence(mu, logvar).sum(dim=1)
+        if words is not None:               # the ELBO's KL: that of the first sample
+            kl = first_kl
+        else:
+            kl = kl_divergence(mu, logvar).sum(dim=1)
         total_kl += float(kl.sum())
         if progress is not None:
             progress(B)

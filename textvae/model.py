@@ -6,6 +6,7 @@ encoder RNN -> q(z|x) = N(mu, diag(exp(logvar)))  -> z -> decoder RNN's initial 
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -13,10 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .arraystep import chain_ends, slot_prior_codes
+from .prior import FIRST_WORD, OTHER, WordPrior, word_hashes, word_pieces
 from .settings import SLOT_SUMMARY, ModelConfig
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+LOG_2PI = math.log(2 * math.pi)
 SLOT_BANK = 32          # codes kept per cluster of word slots, for the slot prior (`fit_slot_prior`)
 
 
@@ -25,6 +28,8 @@ class VAEOutput(NamedTuple):
     mu: torch.Tensor       # (B, Z) posterior mean
     logvar: torch.Tensor   # (B, Z) posterior log-variance
     z: torch.Tensor        # (B, Z) the code the decoder saw
+    log_q: torch.Tensor | None = None   # (B,) with a word prior: E log q(s|x) of the word slots (their entropy)
+    log_p: torch.Tensor | None = None   # (B,) and log p(s|g) of the slots drawn (a lower bound: see `prior`)
 
 
 class _Reading(NamedTuple):
@@ -87,7 +92,7 @@ class TextVAE(nn.Module):
             self.encoder = rnn(c.embed_dim, c.encoder_dim, c.num_layers, batch_first=True, dropout=drop)
             if c.bidirectional:
                 self.encoder_reverse = rnn(c.embed_dim, c.encoder_dim, c.num_layers, batch_first=True, dropout=drop)
-            per_code = c.latent_dim // c.slots if c.slots else c.latent_dim
+            per_code = c.slot_dim
             self.to_posterior = nn.Linear(directions * c.encoder_dim + label_in, 2 * per_code)
         if not c.lm or c.num_labels:
             # z (and label) -> the decoder's initial hidden state (and cell state, for an LSTM), every layer
@@ -98,8 +103,8 @@ class TextVAE(nn.Module):
             # A code of many slots reaches every step as a short summary; its detail comes by attention
             # (Luong et al. 2015) over the slots, queried by the decoder's state and its position.
             self.to_summary = nn.Linear(self._code_in, SLOT_SUMMARY)
-            every_step = (SLOT_SUMMARY if c.z_every_step else 0) + (2 * c.latent_dim // c.slots if c.slot_feed else 0)
-            H, slot_dim = c.hidden_dim, c.latent_dim // c.slots
+            every_step = (SLOT_SUMMARY if c.z_every_step else 0) + (2 * c.slot_dim if c.slot_feed else 0)
+            H, slot_dim = c.hidden_dim, c.slot_dim
             self.slot_key = nn.Linear(slot_dim, H)
             self.slot_value = nn.Linear(slot_dim, H)
             self.slot_embedding = nn.Parameter(torch.randn(c.slots, H) * 0.1)
@@ -110,25 +115,123 @@ class TextVAE(nn.Module):
         if c.fitted_prior and not c.lm:
             self.register_buffer("prior_mean", torch.zeros(c.latent_dim))
             self.register_buffer("prior_scale", torch.eye(c.latent_dim))        # Cholesky factor of the covariance
+        if c.word_prior and not c.lm:
+            self.word_prior = WordPrior(c.word_prior, c.slot_dim, c.global_dim, c.prior_hidden)
+            # q(g|x): the words (classes and slots) read both ways, as the encoder reads characters
+            E = self.word_prior.embed.embedding_dim
+            self.global_reader = nn.LSTM(E, c.encoder_dim, batch_first=True)
+            self.global_reader_reverse = nn.LSTM(E, c.encoder_dim, batch_first=True)
+            self.to_global = nn.Linear(2 * c.encoder_dim, 2 * c.global_dim)
         if c.slot_prior and not c.lm:
-            C, d = c.slot_prior, c.latent_dim // c.slots
+            C, d = c.slot_prior, c.slot_dim
             self.register_buffer("slot_bank", torch.zeros(C, SLOT_BANK, d))          # member codes of each cluster
             self.register_buffer("slot_bank_size", torch.zeros(C, dtype=torch.long))
             self.register_buffer("slot_next", torch.zeros(C + 1, C + 1))            # row C: start, column C: end
             self.register_buffer("slot_words", torch.zeros(c.slots + 1))             # share of items of n words
 
-    def prior_sample(self, eps: torch.Tensor) -> torch.Tensor:
+    def prior_sample(self, eps: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
         """Codes from standard normal noise eps (N, Z): eps itself under N(0, I), else mean + scale @ eps, or
-        with a fitted slot prior, its codes drawn with eps as the source of randomness."""
+        with a fitted slot prior or a word prior, its codes drawn with eps as the source of randomness (a word
+        prior's choice of words sharpened by `temperature` and `top_p`)."""
+        if self.config.word_prior:
+            g = eps[:, self.config.latent_dim - self.config.global_dim:]
+            return self.codes_given(g, eps, temperature, top_p)
         if hasattr(self, "slot_words") and float(self.slot_words.sum()) > 0:
             return self._slot_prior_sample(eps)
         if not hasattr(self, "prior_mean"):
             return eps
         return self.prior_mean.to(eps) + eps @ self.prior_scale.to(eps).T
 
+    def _spelled(self, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's posterior (mean, log-variance: (U, d) each) of each of the word prior's vocabulary words
+        `words` (U,) (their ranks), written alone: the Gaussian components of the word prior."""
+        spellings = self.word_prior.spellings[words]                                     # (U, L)
+        n = (spellings != PAD_ID).sum(dim=1)
+        L = int(n.max()) + 1 if len(n) else 1
+        padded = F.pad(spellings, (0, max(0, L - spellings.shape[1])))[:, :L]
+        tokens = torch.where(torch.arange(L, device=n.device).unsqueeze(0) == n.unsqueeze(1), EOS_ID, padded)
+        return self._word_posteriors(tokens, n + 1)
+
+    def components(self, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Gaussians (means and log-variances, (*classes.shape, d)) of the word prior's `classes` (END's: zeros),
+        differentiable: each vocabulary word of them encoded once."""
+        wp, d = self.word_prior, self.config.slot_dim
+        flat = classes.reshape(-1)
+        found, index = flat.unique(return_inverse=True)
+        means = found.new_zeros((len(found), d), dtype=wp.other_mean.dtype).float()
+        logvars = torch.zeros_like(means)
+        word = found >= FIRST_WORD
+        if bool(word.any()):
+            mu, logvar = self._spelled(found[word] - FIRST_WORD)
+            means, logvars = means.index_put((word.nonzero()[:, 0],), mu.float()), \
+                logvars.index_put((word.nonzero()[:, 0],), logvar.float())
+        other = (found == OTHER).unsqueeze(1)
+        means = torch.where(other, wp.other_mean.float(), means)
+        logvars = torch.where(other, wp.other_logvar.float(), logvars)
+        return means[index].view(*classes.shape, d), logvars[index].view(*classes.shape, d)
+
+    @torch.no_grad()
+    def component_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every component of the word prior, (C, d) means and log-variances (row END: zeros), kept until a weight
+        changes."""
+        key = tuple((p.data_ptr(), p._version, p.device) for p in self.parameters())
+        kept = self.__dict__.get("_kept_components")
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        was = self.training
+        self.eval()
+        classes = torch.arange(self.word_prior.classes, device=self.word_prior.hashes.device)
+        parts = [self.components(classes[i:i + 4096]) for i in range(0, len(classes), 4096)]
+        self.train(was)
+        table = (torch.cat([m for m, _ in parts]), torch.cat([v for _, v in parts]))
+        self.__dict__["_kept_components"] = (key, table)
+        return table
+
+    def codes_given(self, g: torch.Tensor, eps: torch.Tensor, temperature: float = 1.0,
+                    top_p: float = 1.0) -> torch.Tensor:
+        """Codes (N, Z) of a word prior's slots drawn given global codes g (N, G), the noise eps (N, Z) their
+        source of randomness: slot i's word by the uniform Phi(eps[:, i d]), an OTHER slot's place by eps[:, i d:
+        (i + 1) d] (`prior.WordPrior.sample`)."""
+        c = self.config
+        K, d = c.slots, c.slot_dim
+        noise = eps[:, :K * d].reshape(-1, K, d).float()
+        uniforms = 0.5 * (1 + torch.erf(noise[:, :, 0] / math.sqrt(2)))
+        means, logvars = self.component_table()
+        s = self.word_prior.sample(g.float(), uniforms, noise, self._empty_slot().float(), means, logvars,
+                                   temperature, top_p)
+        return torch.cat([s.reshape(len(g), -1), g.float()], dim=1).to(eps.dtype)
+
+    def word_count(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The words (B,) of each item, as the code's slots count them (at least 1, at most `slots`)."""
+        return word_hashes(tokens, lengths, self.config.slot_break, self.config.slots)[1]
+
+    def random_dims(self, words: torch.Tensor) -> torch.Tensor:
+        """(B, Z) which dimensions of a word-prior model's code are random under q(z|x): the slots of the items'
+        `words` (B,) words and the global code; a slot past an item's last word is its fixed empty code."""
+        c = self.config
+        slot = torch.arange(c.slots, device=words.device).repeat_interleave(c.slot_dim)
+        used = slot.unsqueeze(0) < words.unsqueeze(1)
+        return torch.cat([used, used.new_ones((len(words), c.global_dim))], dim=1)
+
+    def log_prior(self, z: torch.Tensor, words: torch.Tensor, classes: torch.Tensor | None = None,
+                  dropout: float = 0.0, with_global: bool = True) -> torch.Tensor:
+        """log p(z) (B,) of codes z (B, Z) of items of `words` words under the word prior: N(g; 0, I) times the
+        slots' bound (`prior.WordPrior.log_prob`; `classes` the words' own, in training, else each slot's nearest)."""
+        c = self.config
+        g = z[:, c.latent_dim - c.global_dim:].float()
+        log_g = -0.5 * (LOG_2PI + g.pow(2)).sum(dim=1) if with_global else 0.0
+        s = self._slots(z)
+        if classes is None:
+            table = self.component_table()
+            classes = self.word_prior.nearest(s.float(), *table)
+            means, logvars = table[0][classes], table[1][classes]
+        else:
+            means, logvars = self.components(classes)
+        return log_g + self.word_prior.log_prob(s, words, g, classes, means, logvars, dropout)
+
     def _empty_slot(self) -> torch.Tensor:
         """The code of a slot past an item's last word: the posterior mean of an empty summary."""
-        return self.to_posterior.bias[:self.config.latent_dim // self.config.slots].detach()
+        return self.to_posterior.bias[:self.config.slot_dim].detach()
 
     def _slot_prior_sample(self, eps: torch.Tensor) -> torch.Tensor:
         """Codes (N, Z) from the slot prior (`arraystep.slot_prior_codes`): a number of words n from the corpus's,
@@ -150,7 +253,7 @@ class TextVAE(nn.Module):
         """Fit the slot prior to codes (N, Z) of training items of `words` (N,) words: k-means over their word
         slots' codes, a bigram model over the clusters (start and end included), and the count of words."""
         c = self.config
-        K, d, C = c.slots, c.latent_dim // c.slots, self.slot_next.shape[0] - 1
+        K, d, C = c.slots, c.slot_dim, self.slot_next.shape[0] - 1
         mu = mu.float().cpu().reshape(-1, K, d)
         words = words.cpu().long().clamp(1, K)
         N = mu.shape[0]
@@ -247,6 +350,8 @@ class TextVAE(nn.Module):
         if c.lm:
             zeros = tokens.new_zeros((tokens.shape[0], c.latent_dim), dtype=self.to_logits.weight.dtype)
             return zeros, zeros
+        if c.word_prior:
+            return self._encode_words(tokens, lengths)
         B, T = tokens.shape
         last = (lengths - 1).clamp_min(0).view(B, 1, 1).expand(B, 1, c.encoder_dim)   # index of each item's last step
         out, _ = self.encoder(self.embedding(tokens))                                # (B, T, H) padded, no packing
@@ -275,6 +380,48 @@ class TextVAE(nn.Module):
             summary = torch.cat([summary, y.unsqueeze(1).expand(-1, c.slots, -1) if c.slots else y], dim=-1)
         mu, logvar = self.to_posterior(summary).chunk(2, dim=-1)                       # (B, [K,] Z / K)
         return mu.reshape(B, -1), logvar.clamp(-20.0, 10.0).reshape(B, -1)
+
+    def _read_both_ways(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The mean of the encoder's states, both ways, over each row's first `lengths` steps: (N, 2H)."""
+        N, T = tokens.shape
+        t = torch.arange(T, device=tokens.device).unsqueeze(0)
+        out, _ = self.encoder(self.embedding(tokens))
+        rev = torch.where(t < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - t, t)      # reverse within length
+        out_r, _ = self.encoder_reverse(self.embedding(tokens.gather(1, rev)))
+        out = torch.cat([out, out_r.gather(1, rev.unsqueeze(2).expand_as(out_r))], dim=-1)  # (N, T, 2H)
+        inside = (t < lengths.unsqueeze(1)).to(out.dtype).unsqueeze(2)
+        return (out * inside).sum(dim=1) / lengths.clamp_min(1).unsqueeze(1).to(out.dtype)
+
+    def _word_posteriors(self, pieces: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(s|w) of words written alone: pieces (M, L) their characters then <eos>, lengths (M,) with the <eos>
+        -> mean, log-variance (M, d) each. A word's slot depends on its characters alone, so a word's code in a
+        sentence is the component the word prior gives it (`components`)."""
+        mu, logvar = self.to_posterior(self._read_both_ways(pieces, lengths)).chunk(2, dim=-1)
+        return mu, logvar.clamp(-20.0, 10.0)
+
+    def _encode_words(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x) of a word-prior model: each word's slot from its own characters (`_word_posteriors`), a slot past
+        the last word its fixed empty code; the global code g from a reading, both ways, of the words (their
+        classes and slots) in order."""
+        c = self.config
+        B, K, d = tokens.shape[0], c.slots, c.slot_dim
+        pieces, piece_lengths, words = word_pieces(tokens, lengths, c.slot_break, K)
+        inside = torch.arange(K, device=tokens.device).unsqueeze(0) < words.unsqueeze(1)       # (B, K)
+        mu_w, logvar_w = self._word_posteriors(pieces, piece_lengths)                        # (M, d)
+        empty = self.to_posterior.bias[:d]
+        mu = empty.expand(B, K, d).clone().masked_scatter(inside.unsqueeze(2), mu_w.to(empty.dtype))
+        logvar = torch.full_like(mu, -20.0).masked_scatter(inside.unsqueeze(2), logvar_w.to(empty.dtype))
+        classes = self.word_prior.classes_of(word_hashes(tokens, lengths, c.slot_break, K)[0])
+        x = self.word_prior.embed(classes) + self.word_prior.from_slot(mu)                  # (B, K, E)
+        t = torch.arange(K, device=tokens.device).unsqueeze(0)
+        rev = torch.where(inside, words.unsqueeze(1) - 1 - t, t)
+        out, _ = self.global_reader(x)
+        out_r, _ = self.global_reader_reverse(x.gather(1, rev.unsqueeze(2).expand_as(x)))
+        last = (words - 1).view(B, 1, 1).expand(B, 1, out.shape[2])
+        mu_g, logvar_g = self.to_global(torch.cat([out.gather(1, last), out_r.gather(1, last)], dim=2)[:, 0]).chunk(
+            2, dim=-1)
+        return (torch.cat([mu.reshape(B, -1), mu_g], dim=1),
+                torch.cat([logvar.reshape(B, -1), logvar_g.clamp(-20.0, 10.0)], dim=1))
 
     # -- p(x|z) --------------------------------------------------------------------
 
@@ -322,7 +469,7 @@ class TextVAE(nn.Module):
     def _slots(self, code: torch.Tensor) -> torch.Tensor:
         """The code's K slots (B, K, Z / K), without the label part of a conditioned code."""
         c = self.config
-        return code[:, :c.latent_dim].reshape(code.shape[0], c.slots, -1)
+        return code[:, :c.slots * c.slot_dim].reshape(code.shape[0], c.slots, -1)
 
     def _slot_memory(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values (B, K, H) of the code's K slots, for the attention of `_read_slots`. Both come
@@ -520,17 +667,38 @@ class TextVAE(nn.Module):
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, inputs: torch.Tensor | None = None,
                 sample: bool = True, generator: torch.Generator | None = None,
-                eps: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> VAEOutput:
+                eps: torch.Tensor | None = None, labels: torch.Tensor | None = None, prior_weight: float = 1.0,
+                prior_dropout: float = 0.0) -> VAEOutput:
         """tokens (B, T) = c1 .. cn <eos> padded; `inputs` lets the caller pass corrupted decoder inputs
         (character dropout); `eps` (B, Z) the noise of the reparameterisation; `sample=False` decodes
-        from the posterior mean."""
+        from the posterior mean.
+
+        With a word prior, also E log q(s|x) and log p(s|g) of the slots drawn: the encoder feels the prior's
+        term with weight `prior_weight` (the KL's beta), the prior itself always with weight 1, so that it
+        learns the codes from the first step while the KL is annealed; `prior_dropout` hides that share of the
+        earlier words from the prior (`prior.WordPrior._states`)."""
+        c = self.config
         mu, logvar = self.encode(tokens, lengths, labels)
-        if not sample or self.config.lm:
+        words = hashes = None
+        if c.word_prior:
+            hashes, words = word_hashes(tokens, lengths, c.slot_break, c.slots)
+        if not sample or c.lm:
             z = mu
         else:
+            if c.word_prior:
+                if eps is None:
+                    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+                eps = eps * self.random_dims(words)
             z = reparameterize(mu, logvar, generator, eps)
-        positions = self.slot_positions(decoder_inputs(tokens)) if self.config.slots else None
+        positions = self.slot_positions(decoder_inputs(tokens)) if c.slots else None
         if inputs is None:
             inputs = decoder_inputs(tokens)
         logits = self.decode(z, inputs, lengths, labels, positions)
-        return VAEOutput(logits, mu, logvar, z)
+        if not c.word_prior:
+            return VAEOutput(logits, mu, logvar, z)
+        slots = self.random_dims(words)[:, :c.slots * c.slot_dim]
+        log_q = (-0.5 * (LOG_2PI + 1 + logvar[:, :c.slots * c.slot_dim].float()) * slots).sum(dim=1)
+        felt = z.detach() + prior_weight * (z - z.detach())                 # the value z, beta times its gradient
+        z_p = torch.cat([felt[:, :c.slots * c.slot_dim], z[:, c.slots * c.slot_dim:]], dim=1)
+        log_p = self.log_prior(z_p, words, self.word_prior.classes_of(hashes), prior_dropout, with_global=False)
+        return VAEOutput(logits, mu, logvar, z, log_q, log_p)

@@ -85,7 +85,8 @@ def reconstruction_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 
 def elbo_terms(logits, targets, mu, logvar, beta: float, free_bits: float = 0.0,
-               total_items: int | None = None, all_reduce=None) -> dict[str, torch.Tensor]:
+               total_items: int | None = None, all_reduce=None, log_q: torch.Tensor | None = None,
+               log_p: torch.Tensor | None = None, global_dim: int = 0) -> dict[str, torch.Tensor]:
     """The loss to minimise and its parts, per item.
 
     loss = recon + beta * KL', where KL' is the KL with each dimension's batch mean held at no
@@ -96,10 +97,19 @@ def elbo_terms(logits, targets, mu, logvar, beta: float, free_bits: float = 0.0,
     processes, no gradient): the sums here are then this process's share of the global batch, the
     free-bits decision uses the global per-dimension KL, and the loss is scaled so that averaging
     the processes' gradients gives exactly the gradient of the whole batch.
+
+    With a learned word prior (`log_q`, `log_p` of the word slots, per item; the global code's `global_dim`
+    dimensions last in mu), the KL is that of the global code under N(0, I), with free bits, plus the slots'
+    E log q(s|x) - log p(s|g); the prior's term enters the loss whole (its weight on the encoder, beta, was
+    applied by the model: `TextVAE.forward`).
     """
     B = targets.shape[0]
     n = total_items or B
     recon_sum = reconstruction_nll(logits, targets).sum()
+    slot_sum = None
+    if log_q is not None:
+        mu, logvar = mu[:, mu.shape[1] - global_dim:], logvar[:, logvar.shape[1] - global_dim:]
+        slot_sum = torch.stack([log_q.float().sum(), -log_p.float().sum()])          # E log q, -log p
     kl_dim_sum = kl_divergence(mu.float(), logvar.float()).sum(dim=0)                 # (Z,)
     global_kl_dim = kl_dim_sum.detach().clone()
     global_recon = recon_sum.detach().clone()
@@ -107,6 +117,12 @@ def elbo_terms(logits, targets, mu, logvar, beta: float, free_bits: float = 0.0,
         all_reduce(global_kl_dim)
         all_reduce(global_recon)
     global_kl_dim = global_kl_dim / n
+    global_slots = None
+    if slot_sum is not None:
+        global_slots = slot_sum.detach().clone()
+        if all_reduce is not None:
+            all_reduce(global_slots)
+        global_slots = global_slots / n
     if free_bits > 0:
         active = (global_kl_dim > free_bits).float()                                 # (Z,) dimensions above lambda
         kl_obj = (kl_dim_sum * active).sum() / n + (free_bits * (1 - active)).sum()
@@ -116,5 +132,11 @@ def elbo_terms(logits, targets, mu, logvar, beta: float, free_bits: float = 0.0,
         kl_obj_global = global_kl_dim.sum()
     # `loss` is this process's share (times the number of processes, the trainer's business);
     # `objective` is the whole batch's value, for reporting.
+    if slot_sum is not None:
+        loss = recon_sum / n + beta * (kl_obj + slot_sum[0] / n) + slot_sum[1] / n
+        slot_kl = global_slots.sum()
+        return {"loss": loss, "objective": global_recon / n + beta * (kl_obj_global + slot_kl),
+                "recon": global_recon / n, "kl": global_kl_dim.sum() + slot_kl, "kl_global": global_kl_dim.sum(),
+                "prior_nll": global_slots[1]}
     return {"loss": recon_sum / n + beta * kl_obj, "objective": global_recon / n + beta * kl_obj_global,
             "recon": global_recon / n, "kl": global_kl_dim.sum()}

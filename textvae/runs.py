@@ -22,6 +22,7 @@ from .checkpoint import RunInfo
 from .data import DataConfig, PreparedData, prepare, resolve_corpus
 from .metrics import WordSet
 from .model import ModelConfig, TextVAE
+from .prior import vocabulary
 from .settings import LAST_RUN_FILE, WARM_FREE_BITS, RunError, last_run  # noqa: F401 (their home before settings)
 from .tokenizer import UNK_ID
 from .train import TrainConfig, pick_device, train
@@ -36,6 +37,9 @@ SENTENCE_SPAN = 8
 SENTENCE_UNIT = "word"
 SENTENCE_FEED = True
 SENTENCE_PRIOR = 512    # clusters of the slot prior that generates codes of word slots (unlabelled corpora)
+GLOBAL_DIMS = 32        # the global code beside the word slots, from which the word prior starts
+GLOBAL_FREE_BITS = 0.25    # nats a dimension of the global code holds for free: 8 in all, a sentence's gist
+VOCAB_ITEMS = 200_000   # a streamed corpus: the word prior's vocabulary is read from its first items
 SLOT_DIMS = 16
 SENTENCE_ENCODER = 64   # units each way: the encoder only fills slots of a word (or 8 characters); a narrower one buys steps
 SENTENCE_TRAIN = {"free_bits": 1.0, "batch_size": 32, "lr": 5e-3, "word_dropout": 0.0, "recon_items": 200}
@@ -50,18 +54,25 @@ def sentence_settings(mean_length: float, longest: int, most_words: int = 1,
     unit = unit or SENTENCE_UNIT
     feed = SENTENCE_FEED if feed is None else feed
     slots = max(1, most_words if unit == "word" else -(-longest // SENTENCE_SPAN))
-    model = {"slots": slots, "slot_span": SENTENCE_SPAN, "latent_dim": slots * SLOT_DIMS, "fitted_prior": True,
-             "encoder_dim": SENTENCE_ENCODER, "slot_unit": unit, "slot_feed": feed,
-             "slot_prior": SENTENCE_PRIOR if unit == "word" else 0}
+    words = unit == "word"
+    model = {"slots": slots, "slot_span": SENTENCE_SPAN, "encoder_dim": SENTENCE_ENCODER, "slot_unit": unit,
+             "slot_feed": feed}
+    if words:                   # a prior learned with the model: a language model over the word slots
+        model.update(latent_dim=slots * SLOT_DIMS + GLOBAL_DIMS, global_dim=GLOBAL_DIMS, word_prior=-1)
+    else:
+        model.update(latent_dim=slots * SLOT_DIMS, fitted_prior=True)
     each = "word" if unit == "word" else f"{SENTENCE_SPAN} characters"
-    drawn = (f"a bigram model over {SENTENCE_PRIOR} clusters of the training codes' word slots" if unit == "word"
-             else "a Gaussian fitted to the training codes")
+    drawn = ("a language model over the word slots, learned with the model, and a global code of "
+             f"{GLOBAL_DIMS} dimensions" if words else "a Gaussian fitted to the training codes")
     why = (f"items of {mean_length:.0f} characters on average read as sentences: a code of {slots} slots of "
            f"{SLOT_DIMS} dimensions, one per {each}{', fed to the decoder at their characters' if feed else ''}, "
            f"an encoder of {SENTENCE_ENCODER} units each "
-           f"way, samples' codes drawn from {drawn}, free bits {SENTENCE_TRAIN['free_bits']:g}, batches of {SENTENCE_TRAIN['batch_size']}, "
+           f"way, samples' codes drawn from {drawn}, free bits "
+           f"{GLOBAL_FREE_BITS if words else SENTENCE_TRAIN['free_bits']:g}{' (of the global code)' if words else ''}, "
+           f"batches of {SENTENCE_TRAIN['batch_size']}, "
            f"learning rate {SENTENCE_TRAIN['lr']:g}, character dropout {SENTENCE_TRAIN['word_dropout']:g}")
-    return model, dict(SENTENCE_TRAIN), why
+    train = dict(SENTENCE_TRAIN, free_bits=GLOBAL_FREE_BITS) if words else dict(SENTENCE_TRAIN)
+    return model, train, why
 
 
 def _most_words(data: PreparedData) -> int:
@@ -189,11 +200,20 @@ def start(data_cfg: DataConfig, model_options: dict, cfg: TrainConfig, out: str 
     if "slot_prior" not in chosen and (labels or model_options.get("slot_unit") != "word"
                                        or not model_options.get("slots")):
         model_options.pop("slot_prior", None)       # a slot prior is for unlabelled codes of word slots
+    if labels or model_options.get("slot_unit") != "word" or not model_options.get("slots"):
+        if model_options.pop("word_prior", 0):      # and so is a word prior (and its global code)
+            model_options["latent_dim"] -= model_options.pop("global_dim", 0)
     if model_options.pop("slot_unit", None) == "word" and model_options.get("slots"):
         space = data.tokenizer.stoi.get(" ")
         if space is None:
             raise RunError("--slot-unit word starts a slot after each space, and the corpus has no spaces")
         model_options["slot_break"] = space
+    hashes = None
+    if model_options.get("word_prior", 0):
+        texts = data.texts if data.texts is not None else [
+            data.tokenizer.decode(row) for row in data.train.batch(np.arange(min(len(data.train), VOCAB_ITEMS)))[0].tolist()]
+        hashes, spellings, _ = vocabulary(texts, data.tokenizer, model_options["slot_break"])
+        model_options["word_prior"] = max(1, len(hashes))
     try:
         model_cfg = ModelConfig(vocab_size=data.tokenizer.vocab_size, num_labels=len(labels),
                                 null_label=bool(labels) and cfg.label_dropout > 0, **model_options)
@@ -201,6 +221,9 @@ def start(data_cfg: DataConfig, model_options: dict, cfg: TrainConfig, out: str 
         raise RunError(str(e)) from None
     torch.manual_seed(cfg.seed)
     model = TextVAE(model_cfg)
+    if hashes is not None:
+        model.word_prior.hashes[:len(hashes)] = hashes
+        model.word_prior.spellings[:len(hashes)] = spellings
     if lm is not None:
         model.start_decoder_from(lm)
     words = WordSet.of(data.texts).to_dict() if data.texts is not None else None

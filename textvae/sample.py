@@ -66,7 +66,7 @@ class Sampler:
         from . import checkpoint
         p = checkpoint.resolve(path)
         config, tokenizer, run, _, _ = checkpoint._parse(p, checkpoint.read_metadata(p))
-        if config.num_labels:
+        if config.num_labels or config.word_prior:     # the word prior is drawn by torch
             return None
         weights = checkpoint.read_arrays(p)
         if weights is None or any(a.dtype not in (np.float32, np.int64) for a in weights.values()):

@@ -67,6 +67,12 @@ class ModelConfig:
     fitted_prior: bool = False      # generate from a Gaussian fitted to the training codes (ex-post density
                                     # estimation, Ghosh et al. 2020) rather than N(0, I): at a high rate the
                                     # codes fill only part of the prior's space
+    global_dim: int = 0             # with slots: a global code of this size after the slots (what the item says as
+                                    # a whole), under N(0, I); the word prior starts from it
+    word_prior: int = 0             # with slots that follow words: > 0, the prior is learned with the model, a
+                                    # language model over the slots (`prior.WordPrior`) whose vocabulary holds this
+                                    # many words (the corpus's most frequent), the KL term's reference
+    prior_hidden: int = 256         # size of the word prior's LSTM state
 
     def __post_init__(self):
         if self.encoder_dim is None and isinstance(self.hidden_dim, int):
@@ -88,11 +94,27 @@ class ModelConfig:
         if not isinstance(self.slot_break, int) or not -1 <= self.slot_break < self.vocab_size:
             raise ValueError(f"model setting slot_break={self.slot_break!r} is not a token id (or -1)")
         if self.slot_prior and (self.slot_break < 0 or not self.slots or self.num_labels
-                                or self.latent_dim // self.slots < 3 or self.slot_prior > 65_536):
+                                or self.slot_dim < 3 or self.slot_prior > 65_536):
             raise ValueError("a slot prior needs slots that follow words, of at least 3 dimensions each, "
                              "in a model without labels")
-        if self.slots and (self.lm or self.latent_dim % self.slots):
-            raise ValueError(f"a code of {self.slots} slots needs a VAE whose latent_dim ({self.latent_dim}) they divide")
+        for name, top in (("global_dim", 65_536), ("word_prior", 10_000_000), ("prior_hidden", 65_536)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value <= top:
+                raise ValueError(f"model setting {name}={value!r} is outside 0..{top}")
+        if self.global_dim and (not self.slots or self.global_dim >= self.latent_dim):
+            raise ValueError("a global code goes beside a code of slots, within latent_dim")
+        if self.word_prior and (self.slot_break < 0 or self.num_labels or not self.global_dim or self.slot_prior
+                                or self.fitted_prior or not self.prior_hidden):
+            raise ValueError("a word prior needs slots that follow words and a global code, in a model without "
+                             "labels or a fitted prior")
+        if self.slots and (self.lm or (self.latent_dim - self.global_dim) % self.slots):
+            raise ValueError(f"a code of {self.slots} slots needs a VAE whose latent_dim ({self.latent_dim}, "
+                             f"less the global code's {self.global_dim}) they divide")
+
+    @property
+    def slot_dim(self) -> int:
+        """Dimensions of one slot (a code of slots), else of the whole code."""
+        return (self.latent_dim - self.global_dim) // self.slots if self.slots else self.latent_dim
 
     @property
     def code_width(self) -> int:
@@ -147,6 +169,7 @@ class TrainConfig(Saved):
     tensorboard: bool = False       # also write TensorBoard events into RUN/tensorboard
     log_every: int = 20             # steps between per-step lines in metrics.jsonl
     max_bad_steps: int = 20         # stop after this many non-finite losses in a row
+    prior_dropout: float = 0.0      # a word prior: the share of earlier words hidden from it in training
 
 
 @dataclass(frozen=True)

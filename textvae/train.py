@@ -323,9 +323,14 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-            out = self.net(tokens, lengths, inputs=inputs, eps=eps, labels=labels)
+            if self.model.config.word_prior:
+                out = self.net(tokens, lengths, inputs=inputs, eps=eps, labels=labels, prior_weight=beta,
+                               prior_dropout=cfg.prior_dropout)
+            else:
+                out = self.net(tokens, lengths, inputs=inputs, eps=eps, labels=labels)
             terms = elbo_terms(out.logits, tokens, out.mu, out.logvar, beta, self.free_bits,
-                               total_items=len(index), all_reduce=self.all_reduce)
+                               total_items=len(index), all_reduce=self.all_reduce, log_q=out.log_q,
+                               log_p=out.log_p, global_dim=self.model.config.global_dim)
         loss = terms["loss"] * self.world          # DDP averages gradients; the sum over processes is wanted
         self.optimizer.zero_grad(set_to_none=True)
         finite = bool(torch.isfinite(terms["objective"]))
@@ -360,6 +365,9 @@ class Trainer:
         figures = {"step": pos["step"], "epoch": pos["epoch"], "loss": float(terms["objective"]),
                    "recon": float(terms["recon"].detach()), "kl": float(terms["kl"].detach()), "beta": beta,
                    "grad_norm": float(grad_norm)}
+        if "prior_nll" in terms:
+            figures["prior_nll"] = float(terms["prior_nll"])
+            figures["kl_global"] = float(terms["kl_global"])
         if not self.legacy:
             figures["lr"] = lr
         return figures
