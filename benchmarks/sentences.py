@@ -1,19 +1,27 @@
-"""What a user sees of a trained model, on sentences or anything else: the figures of the sentence issue.
+"""What a user sees of a trained model on sentences, judged from outside the model: the figures of the issue
+"Every point a sentence".
 
-    python benchmarks/sentences.py runs/reviews                  # held-out items: the run's validation split
-    python benchmarks/sentences.py runs/reviews --data test.txt  # or a file
-    python benchmarks/sentences.py runs/reviews --json out.json
-    python benchmarks/sentences.py runs/reviews --device cuda     # decode on a GPU
+    python benchmarks/sentences.py runs/reviews                   # held-out items: the run's validation split
+    python benchmarks/sentences.py runs/reviews --data test.txt   # or a file
+    python benchmarks/sentences.py runs/sentences_en --probe corpora/sentences_en --json out.json
+    python benchmarks/sentences.py runs/reviews --device cuda      # decode on a GPU
 
-Prints, with a few examples of each:
-- the real-word rate of 200 samples at temperature 1 (share of their words found in the training text), and
-  the same for the held-out items themselves, for scale;
-- the runaway rate of greedy decodings of 200 prior codes (they reach the length limit, or repeat a three-word
-  sequence three times);
-- held-out reconstruction (the default decoding, beam search): exact rate and character accuracy
-  (1 - edit distance / length), on up to 500 items;
-- interpolation between 10 pairs of held-out items, 7 steps: endpoint fidelity, edit distance between
-  consecutive steps, real words and per-character IW-NLL of the middle steps.
+The judge is a word-trigram model with interpolated Kneser-Ney smoothing fitted on the run's training split
+(`textvae.judge`); its perplexity on some texts is divided by its perplexity on held-out real text (real text 1.0;
+the same text with its words shuffled in each line several times more). Prints, with examples of each:
+- samples (the default decoding of `generate`): the judge's ratio, the share of their words found in the training
+  text (and the held-out text's, for scale), distinct-2 against the held-out text's, reverse perplexity (a judge
+  fitted on the samples scores held-out text, against one fitted on as many training lines), copies of training
+  lines, empty and runaway samples (they reach the length limit, or repeat a three-word sequence three times);
+- greedy decodings of prior codes that run away;
+- paths between 40 pairs of held-out items, 7 steps each (the default decoding of `interpolate`): the judge's
+  ratio of the middle steps (2-4), their real words, the share equal to neither end, copies of training lines,
+  and the endpoints' character accuracy; three paths printed in full;
+- reconstruction of held-out items (the default, beam search): exact rate and character accuracy;
+- the map: the share of the variance of what it plots along its first two principal components;
+- with --probe FOLDER (a corpus folder with train.tsv and test.tsv holding `text` and a label column), a linear
+  probe (logistic regression on the map's codes) trained on training items and scored on the test items'
+  labels: balanced accuracy.
 """
 
 from __future__ import annotations
@@ -22,31 +30,74 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
+
+import numpy as np
 
 import textvae
-from textvae.data import held_out_items, read_corpus, training_items
+from textvae.data import held_out_items, read_corpus, training_split
 from textvae.evaluate import interpolation_report, reconstruction_runaway
-from textvae.metrics import is_runaway, real_word_rate, reconstruction_report
+from textvae.judge import fluency
+from textvae.metrics import is_runaway, principal_plane, reconstruction_report
 
 
-def figures(m, held: list[str], words, samples: int = 200, codes: int = 200, recon: int = 500, pairs: int = 10,
-            seed: int = 0) -> dict:
+def probe(m, folder: str, column: str = "source", items: int = 4000, seed: int = 0) -> dict:
+    """Balanced accuracy on test.tsv of a logistic regression on `items` training items' map codes (train.tsv)."""
+    train = read_corpus(str(Path(folder) / "train.tsv"), column="text", label_column=column)
+    test = read_corpus(str(Path(folder) / "test.tsv"), column="text", label_column=column)
+    rng = np.random.default_rng(seed)
+    fits = [i for i, t in enumerate(train.items) if len(t) <= m.max_len]
+    pick = [fits[i] for i in rng.permutation(len(fits))[:items]]
+    names = sorted(set(train.labels))
+    x_train = m.map_codes(m.encode([train.items[i] for i in pick]))
+    y_train = np.array([names.index(train.labels[i]) for i in pick])
+    keep = [i for i, y in enumerate(test.labels) if y in names and len(test.items[i]) <= m.max_len]
+    x_test = m.map_codes(m.encode([test.items[i] for i in keep]))
+    y_test = np.array([names.index(test.labels[i]) for i in keep])
+    mean, scale = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
+    w = logistic_regression((x_train - mean) / scale, y_train, len(names))
+    pred = np.argmax(np.c_[(x_test - mean) / scale, np.ones(len(x_test))] @ w, axis=1)
+    recalls = {names[k]: float((pred[y_test == k] == k).mean()) for k in range(len(names)) if (y_test == k).any()}
+    return {"balanced_accuracy": float(np.mean(list(recalls.values()))), "recall": recalls,
+            "train_items": len(pick), "test_items": len(keep), "features": int(x_train.shape[1])}
+
+
+def logistic_regression(x: np.ndarray, y: np.ndarray, classes: int, l2: float = 1e-3, steps: int = 500,
+                        lr: float = 0.5) -> np.ndarray:
+    """Weights (features + 1, classes) of a softmax regression, each class weighted by the inverse of its
+    frequency, fitted by gradient descent on standardised features."""
+    x = np.c_[x, np.ones(len(x))]
+    onehot = np.eye(classes)[y]
+    weight = (len(y) / (classes * np.bincount(y, minlength=classes).clip(min=1)))[y][:, None]
+    w = np.zeros((x.shape[1], classes))
+    for _ in range(steps):
+        logits = x @ w
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        w -= lr * (x.T @ ((p - onehot) * weight) / len(y) + l2 * w)
+    return w
+
+
+def figures(m, held: list[str], train: list[str], samples: int = 1000, codes: int = 200, recon: int = 500,
+            pairs: int = 40, seed: int = 0) -> dict:
     t0 = time.monotonic()
     gen = m.generate(samples, seed=seed)
     greedy = m.generate(codes, seed=seed + 1, strategy="greedy")
+    paths = interpolation_report(m, held, None, pairs, m.words, seed, judge_train=train, keep_paths=True)
     subset = held[pairs * 2:pairs * 2 + recon]                  # the first items make the interpolation pairs
     rec = m.reconstruct(subset)
+    mu = m.map_codes(m.encode(held[:2000]))
     out = {
-        "samples": {"n": samples, "real_words": real_word_rate(gen, words), "examples": gen[:5],
-                    "empty": sum(not t for t in gen)},
-        "held_out_real_words": real_word_rate(held, words),
+        "samples": {**fluency(gen, held, train, seed=seed),
+                    "empty": sum(not t for t in gen) / len(gen),
+                    "runaway": sum(is_runaway(t, m.default_max_len) for t in gen) / len(gen), "examples": gen[:10]},
         "greedy_prior": {"n": codes, "runaway": sum(is_runaway(t, m.default_max_len) for t in greedy) / codes,
                          "examples": greedy[:3]},
+        "paths": paths,
         "reconstruction": {**reconstruction_report(subset, rec), "n": len(subset),
                            "runaway": reconstruction_runaway(m, subset, rec),
                            "examples": list(zip(subset[:3], rec[:3]))},
-        "interpolation": interpolation_report(m, held, None, pairs, words, seed),
-        "example_path": m.interpolate(held[0], held[1], steps=7),
+        "map": {"items": len(mu), "variance_2": float(principal_plane(mu)[3].sum()), "dims": int(mu.shape[1])},
     }
     out["seconds"] = time.monotonic() - t0
     return out
@@ -56,7 +107,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run")
     p.add_argument("--data", help="held-out items [default: the run's validation split]")
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--pairs", type=int, default=40)
     p.add_argument("--recon", type=int, default=500)
+    p.add_argument("--probe", metavar="FOLDER", help="a corpus folder with train.tsv and test.tsv (text, source)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -65,29 +119,39 @@ def main() -> None:
     m = textvae.load(a.run, device=str(pick_device(a.device)))
     held = read_corpus(a.data, unit=m.run.data.unit).items if a.data else held_out_items(m.run.data)[0]
     held = [t for t in held if len(t) <= m.max_len]
-    words = m.words if m.words is not None else {w for t in training_items(m.run.data) or () for w in t.split()}
-    if not words:
-        sys.exit("the run carries no word list and its corpus is not at hand")
-    r = figures(m, held, words, recon=a.recon, seed=a.seed)
-    s, g, rec, i = r["samples"], r["greedy_prior"], r["reconstruction"], r["interpolation"]
-    print(f"model {a.run}: {len(held):,} held-out items")
-    print(f"real words in {s['n']} samples (temperature 1): {s['real_words']:.1%}   held-out text: "
-          f"{r['held_out_real_words']:.1%}   empty samples: {s['empty']}")
+    train = training_split(m.run.data)
+    if not train:
+        sys.exit("the run's training corpus is not at hand: the judge is fitted on it")
+    r = figures(m, held, train, samples=a.samples, recon=a.recon, pairs=a.pairs, seed=a.seed)
+    if a.probe:
+        r["probe"] = probe(m, a.probe, seed=a.seed)
+    s, g, rec, paths, judged = r["samples"], r["greedy_prior"], r["reconstruction"], r["paths"], r["paths"]["judge"]
+    print(f"model {a.run}: {len(held):,} held-out items; the judge fitted on {len(train):,} training items")
+    print(f"prior: {m.prior}")
+    print(f"samples ({s['samples']}): judge {s['judge_ratio']:.2f}x held-out text's perplexity; real words "
+          f"{s['real_words']:.1%} (held-out text {s['real_words_held_out']:.1%}); distinct-2 {s['distinct_2_ratio']:.2f}x "
+          f"held-out's; reverse perplexity {s['reverse_ppl_ratio']:.2f}x training text's; copied {s['copied']:.1%}; "
+          f"empty {s['empty']:.1%}; runaway {s['runaway']:.1%}")
     for t in s["examples"]:
         print(f"    {t}")
     print(f"greedy decodings of {g['n']} prior codes that run away: {g['runaway']:.1%}")
-    for t in g["examples"]:
-        print(f"    {t}")
+    print(f"paths ({paths['pairs']} pairs x {paths['steps']} steps), middle steps: judge {judged['judge_ratio']:.2f}x; "
+          f"real words {judged['real_words']:.1%}; equal to neither end {judged['new_middles']:.1%}; copied "
+          f"{judged['copied']:.1%}; endpoint fidelity {paths['endpoint_fidelity']:.1%}")
+    for path in paths["paths"][:3]:
+        for i, t in enumerate(path):
+            print(f"    {i / (len(path) - 1):.2f}  {t}")
+        print()
     print(f"reconstruction of {rec['n']} held-out items: exact {rec['exact']:.1%}, character accuracy "
           f"{rec['char_accuracy']:.1%}, mean edit distance {rec['edit_distance']:.1f}, runaway {rec['runaway']:.1%}")
     for x, y in rec["examples"]:
         print(f"    {x}\n -> {y}")
-    print(f"interpolation, {i['pairs']} pairs x {i['steps']} steps: endpoint fidelity {i['endpoint_fidelity']:.1%}, "
-          f"edit distance between steps {i['step_edit_distance']:.1f}, middle steps: real words "
-          f"{i.get('middle_real_words', float('nan')):.1%}, IW-NLL {i.get('middle_nats_per_char', float('nan')):.3f} "
-          "nats/char")
-    for t in r["example_path"]:
-        print(f"    {t}")
+    print(f"map of {r['map']['items']:,} held-out codes ({r['map']['dims']} dimensions): the first two principal "
+          f"components hold {r['map']['variance_2']:.1%} of the variance")
+    if "probe" in r:
+        pr = r["probe"]
+        print(f"linear probe on the map's codes, {pr['train_items']:,} training items -> {pr['test_items']:,} test "
+              f"items: balanced accuracy {pr['balanced_accuracy']:.1%} ({', '.join(f'{k} {v:.1%}' for k, v in pr['recall'].items())})")
     print(f"({r['seconds']:.0f} s)")
     if a.json:
         with open(a.json, "w") as f:

@@ -23,7 +23,7 @@ from .decode import Decoding, Guided, decode, lerp, slerp, threads_for
 from .loop import Streams, new_seed, random_stream
 from .model import TextVAE, reparameterize
 from .sample import blocks, generate_prior
-from .settings import BLOCK, MAX_DECODE_LEN, MAX_PATH_STEPS, TextTooLong  # noqa: F401 (the API's names)
+from .settings import BLOCK, MAX_DECODE_LEN, MAX_PATH_STEPS, WORD_TOP_P, TextTooLong  # noqa: F401 (the API's names)
 from .tokenizer import CharTokenizer
 
 DEFAULT_GUIDANCE = 1.0      # classifier-free guidance weight for conditional models trained with label dropout
@@ -88,6 +88,37 @@ class Model:
         if d.max_len is not None or not texts or not all(isinstance(t, str) for t in texts):
             return d
         return d.but(max_len=self.length_limit(max(len(t) for t in texts)))
+
+    @property
+    def prior(self) -> str:
+        """The prior that samples' codes come from, in words."""
+        c = self.model.config
+        if c.word_prior:
+            return (f"a language model over the word slots ({c.word_prior:,} words and others), started from a "
+                    f"global code of {c.global_dim} dimensions under N(0, I), learned with the model")
+        if c.slot_prior:
+            return f"a bigram model over {c.slot_prior} clusters of the training codes' word slots (fitted)"
+        if c.fitted_prior:
+            return "a Gaussian fitted to the training codes"
+        return "N(0, I)"
+
+    def map_codes(self, mu: np.ndarray) -> np.ndarray:
+        """What a map of codes (N, Z) plots: a word-prior model's global codes (what each item says as a whole;
+        the word slots are its spelling), else the codes themselves."""
+        c = self.model.config
+        return mu[:, c.latent_dim - c.global_dim:] if c.word_prior else mu
+
+    @torch.no_grad()
+    def code_at(self, point: np.ndarray, seed: int | None = None) -> np.ndarray:
+        """The code (Z,) of a point of the space `map_codes` plots: itself, or under a word prior, the slots the
+        prior writes from that global code (as the inside of a path: `_sentences_between`)."""
+        c = self.model.config
+        if not c.word_prior:
+            return np.asarray(point, dtype=np.float32)
+        g = torch.as_tensor(np.asarray(point, dtype=np.float32)).view(1, -1).to(self.device)
+        eps = torch.from_numpy(random_stream(seed or 0).standard_normal((1, c.latent_dim), dtype=np.float32))
+        z = self.model.codes_given(g, eps.to(self.device), self.PATH_TEMPERATURE, self.PATH_TOP_P)
+        return z[0].cpu().numpy()
 
     @property
     def words(self):
@@ -311,13 +342,15 @@ class Model:
                 group = []
 
     def _generate_words(self, n: int, d: Decoding, seed: int) -> Iterator[list[str]]:
-        """`iter_generate` from a word prior: the setting's sampling (temperature, top-p; greedy: the likeliest
-        words) chooses the words, drawn by the prior; their spelling is read out greedily (or by beam search)."""
+        """`iter_generate` from a word prior: the setting's sampling (temperature, top-p, by default `WORD_TOP_P`;
+        greedy: the likeliest words) chooses the words, drawn by the prior; their spelling is read out greedily (or
+        by beam search)."""
         temperature = d.temperature if d.strategy == "sample" else 0.0
         spell = d.but(strategy="beam" if d.strategy == "beam" else "greedy")
         for _, eps, _ in blocks(n, seed, self.latent_dim):
             with torch.no_grad(), threads_for(len(eps), self.device):
-                z = self.model.prior_sample(torch.from_numpy(eps).to(self.device), temperature, d.top_p)
+                z = self.model.prior_sample(torch.from_numpy(eps).to(self.device), temperature,
+                                            WORD_TOP_P if d.top_p is None else d.top_p)
             yield self._decode_codes(z, spell)
 
     def _decode_blocks(self, group: list, d: Decoding) -> Iterator[list[str]]:
@@ -332,8 +365,10 @@ class Model:
             yield texts[:len(z)]
             texts = texts[len(z):]
 
-    # the middle of a path between two sentences: words drawn from the word prior given the path's global code
-    PATH_TEMPERATURE = 0.0
+    # the inside of a path between two sentences: words drawn from the word prior given the path's global code, at
+    # this temperature (measured on review snippets: 0 writes the same few generic phrases, loops included; 1 the
+    # judge's perplexity of samples; 0.8 sentences of real words (98.5%) that change as the path moves)
+    PATH_TEMPERATURE = 0.8
     PATH_TOP_P = 1.0
 
     @torch.no_grad()

@@ -513,7 +513,7 @@ def evaluate(file, model_path, baseline, samples, column, unit, max_len, limit, 
 
 def _evaluate_one(m, file, column, unit, max_len, limit, label_column, clf, samples, recon_items, num_samples,
                   train_file, seed, per_label, guidance, pairs, greedy_codes) -> dict:
-    from .data import training_items
+    from .data import training_items, training_split
     from .evaluate import evaluate_model, items_to_evaluate, label_report
     items, labels = items_to_evaluate(m, file, column, unit, max_len, limit, label_column,
                                       None if clf is None else clf.labels)
@@ -525,7 +525,8 @@ def _evaluate_one(m, file, column, unit, max_len, limit, label_column, clf, samp
         task = progress.add_task(f"IW-NLL (K={samples})", total=len(items))
         r = evaluate_model(m, items, samples, recon_items, num_samples, training_items(m.run.data, train_file), seed,
                            on_progress=lambda b: progress.advance(task, b), labels=labels, pairs=pairs,
-                           greedy_codes=greedy_codes)
+                           greedy_codes=greedy_codes,
+                           judge_train=None if m.conditional else training_split(m.run.data, train_file))
     if clf is not None and labels:
         r["labels"] = label_report(m, clf, items, labels, per_label, seed, guidance=guidance if m.guidable else None)
     r["file"] = file
@@ -554,8 +555,9 @@ def plot(run, data_path, column, label_column, limit, out_dir):
     m = _load(str(run_dir))
     items, labels, _ = map_items(m, data_path, column, label_column, limit)
     if not m.model.config.lm:
-        mu = m.encode(items, labels=labels if m.conditional else None)
-        title = f"posterior means of {len(items):,} held-out items (PCA)"
+        mu = m.map_codes(m.encode(items, labels=labels if m.conditional else None))
+        title = (f"{'global codes' if m.model.config.word_prior else 'posterior means'} of {len(items):,} held-out "
+                 "items (PCA)")
         written.append(write_file(out / "latent_map.png",
                                   lambda f: plots.latent_map(mu, items, f, labels=labels, title=title)))
     _echo("\n".join(map(str, written)))

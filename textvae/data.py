@@ -708,6 +708,23 @@ def training_items(cfg: DataConfig, explicit: str | None = None) -> set[str] | N
         return None
 
 
+def training_split(cfg: DataConfig, explicit: str | None = None) -> list[str] | None:
+    """The items a run trained on, its validation items left out (what the outside judge is fitted on), or those
+    of the file `explicit`; None when the corpus is not at hand."""
+    if explicit:
+        try:
+            return read_corpus(explicit, unit=cfg.unit, column=cfg.column).items
+        except DataError:
+            return None
+    source = cfg.corpus
+    if not source or (not source.startswith("hf:") and not Path(source).is_file()):
+        return None
+    try:
+        return _training_split(cfg, [])[0]
+    except DataError:
+        return None
+
+
 def held_out_items(cfg: DataConfig, label_column: str | None = None) -> tuple[list[str], list[str] | None]:
     """A run's validation items (and labels): its validation file, else the hashed share of its corpus."""
     if cfg.valid:

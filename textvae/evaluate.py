@@ -14,6 +14,7 @@ from pathlib import Path
 from .api import Model
 from .classifier import NgramClassifier
 from .data import DataError, EncodedItems, held_out_items, keep, read_corpus, split_valid
+from .judge import fluency, path_figures
 from .metrics import (
     char_accuracy,
     edit_distance,
@@ -88,13 +89,21 @@ def reconstruction_runaway(m: Model, texts: list[str], rec: list[str]) -> float:
     return sum(is_runaway(r, m.length_limit(len(t))) for t, r in zip(texts, rec)) / max(len(rec), 1)
 
 
+def judge_unit(items: list[str]) -> str:
+    """How the outside judge reads items: by words for sentences (40 characters or more on average, as training
+    decides), else by characters (words, names)."""
+    return "word" if items and sum(map(len, items)) / len(items) >= 40 else "char"
+
+
 def evaluate_model(m: Model, items: list[str], samples: int, recon_items: int | None, num_samples: int,
                    train_items, seed: int, on_progress=None, labels=None, pairs: int = 10,
-                   greedy_codes: int = 200) -> dict:
+                   greedy_codes: int = 200, judge_train: list[str] | None = None) -> dict:
     """Every figure `textvae evaluate` reports, as one dict (`labels`: the items' labels, conditional models).
 
     Beside the likelihood: what a user sees of a VAE (real words in samples, runaway greedy decodings of prior
-    codes, reconstruction, and interpolation paths between `pairs` pairs of the items)."""
+    codes, reconstruction, and interpolation paths between `pairs` pairs of the items); with the training split
+    `judge_train`, how an outside judge (`judge.fluency`, an n-gram model fitted on it) reads the samples and the
+    paths' middle steps beside the held-out `items`."""
     label_ids = None
     if m.conditional:
         label_ids = m.label_ids(labels, len(items)).cpu().numpy()
@@ -119,6 +128,8 @@ def evaluate_model(m: Model, items: list[str], samples: int, recon_items: int | 
         if words is not None:
             report["real_words"] = real_word_rate(gen, words)
         out["sampling"] = report
+        if judge_train:
+            out["fluency"] = fluency(gen, items, judge_train, seed=seed, unit=judge_unit(items))
     if not m.model.config.lm:
         if greedy_codes:
             greedy = m.generate(greedy_codes, seed=seed + 1, strategy="greedy", label=label_of(greedy_codes))
@@ -127,7 +138,7 @@ def evaluate_model(m: Model, items: list[str], samples: int, recon_items: int | 
             if words is not None:
                 out["greedy_prior"]["real_words"] = real_word_rate(greedy, words)
         if pairs and len(items) >= 2:
-            out["interpolation"] = interpolation_report(m, items, labels, pairs, words, seed)
+            out["interpolation"] = interpolation_report(m, items, labels, pairs, words, seed, judge_train=judge_train)
     out["seconds"] = time.monotonic() - t0
     return out
 
@@ -136,23 +147,32 @@ def _words_of(train_items) -> set[str] | None:
     return None if train_items is None else {w for t in train_items for w in t.split()}
 
 
-def interpolation_report(m: Model, items: list[str], labels, pairs: int, words, seed: int, steps: int = 7) -> dict:
+def interpolation_report(m: Model, items: list[str], labels, pairs: int, words, seed: int, steps: int = 7,
+                         judge_train: list[str] | None = None, keep_paths: bool = False) -> dict:
     """Paths between `pairs` pairs of items (items 0 and 1, 2 and 3, ...): how close the first and last steps
     come to the two items (endpoint fidelity: mean character accuracy), how far apart consecutive steps are
     (smoothness: mean edit distance), and how fluent the steps in between are (their real-word rate, and their
-    per-character NLL under the model, an importance-weighted bound with K = 10)."""
+    per-character NLL under the model, an importance-weighted bound with K = 10). With the training split
+    `judge_train`, the outside judge's figures of the middle steps (`judge.path_figures`: of a 7-step path, steps
+    2-4) beside the held-out `items`."""
     n = min(pairs, len(items) // 2)
-    ends, gaps, middles = [], [], []
+    ends, gaps, middles, paths = [], [], [], []
     for i in range(n):
         a, b = items[2 * i], items[2 * i + 1]
         la = labels[2 * i] if m.conditional else None
         path = m.interpolate(a, b, steps=steps, label=la)
+        paths.append(path)
         ends.append((char_accuracy(a, path[0]) + char_accuracy(b, path[-1])) / 2)
         gaps.extend(edit_distance(x, y) for x, y in zip(path, path[1:]))
         middles.extend(path[1:-1])
     middle = [t for t in middles if t]
     out = {"pairs": n, "steps": steps, "endpoint_fidelity": sum(ends) / max(n, 1),
            "step_edit_distance": sum(gaps) / max(len(gaps), 1), "middle_steps": len(middles)}
+    if judge_train and paths:
+        inner = slice(max(1, (steps - 3) // 2), max(1, (steps - 3) // 2) + 3)         # steps 2-4 of 7: the middle
+        out["judge"] = path_figures(paths, judge_train, held_out=items, unit=judge_unit(items), middle=inner)
+    if keep_paths:
+        out["paths"] = paths
     if words is not None:
         out["middle_real_words"] = real_word_rate(middle, words)
     if middle and not m.conditional:

@@ -215,7 +215,7 @@ def state_index(state, index, before=None):
 
 
 def decode_codes(model, z, max_len: int = 64, greedy: bool = True, temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 1.0, repetition_penalty: float = 1.0, generator=None, noise_width: int = 0,
+                 top_p: float | None = 1.0, repetition_penalty: float = 1.0, generator=None, noise_width: int = 0,
                  no_repeat_ngram: int = 0, limits=None):
     """Decode codes z (N, code) into ids (N, max_len), padded with <pad> after each <eos> (or after row i's
     `limits[i]` characters, when given). Sampling draws `noise_width` uniforms per step at least (see
@@ -225,7 +225,8 @@ def decode_codes(model, z, max_len: int = 64, greedy: bool = True, temperature: 
     `model` is a `TextVAE` (or `decode.Guided`), whose tensors the loop keeps, or the CPU's numpy steps
     (`arraystep.ArraySteps`), whose arrays it keeps: z, limits and the result are then arrays too.
 
-    For a conditional model, z is the conditioned code, `model.condition(z, labels)`."""
+    For a conditional model, z is the conditioned code, `model.condition(z, labels)`. `top_p` None: 1, all."""
+    top_p = 1.0 if top_p is None else top_p
     arrays = getattr(model, "arrays", False)
     if arrays:
         z, limits = _array(z), None if limits is None else _array(limits)

@@ -130,14 +130,15 @@ class WordPrior(nn.Module):
     def nearest(s: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor) -> torch.Tensor:
         """The component (OTHER or a word) of highest density at each slot s (..., d), among the table's rows from
         OTHER on (`means`, `logvars` (C, d)): how evaluation reads a code's earlier words, a function of the code."""
-        mean, var = means[OTHER:], logvars[OTHER:].exp()
-        flat = s.reshape(-1, s.shape[-1])
+        mean, logvar = means[OTHER:].float(), logvars[OTHER:].float()
+        flat = s.reshape(-1, s.shape[-1]).float()
+        # -2 log N(x; c, var) up to a constant, sum (x - c)^2 / var + log var, is one product: [x^2, x] @ weights
+        weights = torch.cat([(-logvar).exp(), -2 * mean * (-logvar).exp()], dim=1).t()          # (2d, C)
+        const = (mean.pow(2) * (-logvar).exp() + logvar).sum(dim=1)                             # (C,)
         best = []
         for start in range(0, len(flat), 4096):
             x = flat[start:start + 4096]
-            # -2 log N(x; c, var) up to a constant: sum (x - c)^2 / var + log var, as products
-            d2 = (x.pow(2) @ (1 / var).t() - 2 * x @ (mean / var).t() + (mean.pow(2) / var + var.log()).sum(dim=1))
-            best.append(d2.argmin(dim=1) + OTHER)
+            best.append(torch.addmm(const, torch.cat([x.pow(2), x], dim=1), weights).argmin(dim=1) + OTHER)
         return torch.cat(best).view(s.shape[:-1]) if best else flat.new_zeros(s.shape[:-1], dtype=torch.long)
 
     # -- the density -------------------------------------------------------------------------------------------
@@ -198,6 +199,8 @@ class WordPrior(nn.Module):
         state = self._initial(g)
         x = self.embed.weight[END].expand(N, -1)
         alive = torch.ones(N, dtype=torch.bool, device=g.device)
+        chosen = torch.full((N, K), END, dtype=torch.long, device=g.device)
+        rows = torch.arange(N, device=g.device)
         for i in range(K):
             out, state = self.rnn(torch.cat([x, g], dim=1).unsqueeze(1), state)
             logp = self.out.log_prob(out[:, 0])                                             # (N, C)
@@ -205,7 +208,12 @@ class WordPrior(nn.Module):
                 logp[:, END] = float("-inf")                                                 # at least one word
             if not other_words:
                 logp[:, OTHER] = float("-inf")
+            for j in range(2, i):       # no three words twice in an item: the likeliest words would loop
+                again = (chosen[:, j - 2] == chosen[:, i - 2]) & (chosen[:, j - 1] == chosen[:, i - 1])
+                if bool(again.any()):
+                    logp[rows[again], chosen[again, j]] = float("-inf")
             k = pick(logp, uniforms[:, i], temperature, top_p)
+            chosen[:, i] = k
             alive &= k != END
             if not bool(alive.any()):
                 break

@@ -19,6 +19,7 @@ SCHEDULES = ("constant", "linear", "logistic", "cyclical")
 
 MAX_PATH_STEPS = 1000       # points on an interpolation path, at most
 MAX_DECODE_LEN = 100_000    # characters of one decoded item, at most
+WORD_TOP_P = 0.95       # a word prior's samples: the nucleus (Holtzman et al. 2020) its words are drawn from
 BLOCK = 256     # items generated together: each block has its own seed (`api.Model.iter_generate`)
 SLOT_SUMMARY = 64       # size of the code summary fed to every decoder step when the code is made of slots
 MAP_ITEMS = 2000        # held-out items on the explorer's map, by default
@@ -197,7 +198,8 @@ class Decoding:
     strategy: str = "greedy"          # greedy | sample | beam
     temperature: float = 1.0          # sampling: below 1 sharper, above 1 flatter; 0 is greedy
     top_k: int = 0                    # sampling among the k best characters (0: all)
-    top_p: float = 1.0                # nucleus sampling: the smallest set with this much probability
+    top_p: float | None = None        # nucleus sampling: the smallest set with this much probability; None: the
+                                      # model's default (all characters; a word prior's words: WORD_TOP_P)
     beam: int = 5                     # beam width
     length_penalty: float = 1.0       # beam ranking: log-probability / length^this (0: raw log-probability)
     repetition_penalty: float = 1.0   # CTRL's penalty on characters already emitted (1: off)
@@ -209,7 +211,8 @@ class Decoding:
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}")
-        if (self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0 or self.beam < 1
+        if (self.temperature < 0 or (self.top_p is not None and not 0 < self.top_p <= 1) or self.top_k < 0
+                or self.beam < 1
                 or self.no_repeat_ngram < 0):
             raise ValueError("decoding needs temperature >= 0, 0 < top_p <= 1, top_k >= 0, beam >= 1 and "
                              "no_repeat_ngram >= 0")

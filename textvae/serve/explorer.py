@@ -86,6 +86,7 @@ class Explorer:
     def info(self) -> dict:
         m = self.model
         return {"model": str(m.path) if m.path else None, "latent_dim": m.latent_dim, "max_len": m.max_len,
+                "prior": m.prior,
                 "unit": m.run.data.unit, "conditional": m.conditional, "labels": m.labels, "guidable": m.guidable,
                 "map": {"items": len(self.items), "source": self.source, "note": self.note}}
 
@@ -118,7 +119,8 @@ class Explorer:
     def decode(self, codes: list[list[float]] | None = None, xy: tuple[float, float] | None = None, label=None,
                seed=None, **decoding) -> dict:
         """Text for each code, or for the code at point `xy` of the map's plane."""
-        z = np.asarray(codes, dtype=np.float32) if xy is None else self.latent_map().code(*xy)[None]
+        z = (np.asarray(codes, dtype=np.float32) if xy is None
+             else self.model.code_at(self.latent_map().code(*xy), seed)[None])
         return {"texts": self.model.decode(z, seed=seed, labels=label, **_read_out(decoding))}
 
     def reconstruct(self, text: str, label=None, to_label=None, seed=None, **decoding) -> dict:
@@ -137,7 +139,7 @@ class Explorer:
             if not self.items:
                 raise Unavailable(self.note or "no map: no held-out items")
             mu = self.model.encode(self.items, labels=self.labels)          # (N, Z)
-            self._map = LatentMap.of(mu, self.items, self.labels)
+            self._map = LatentMap.of(self.model.map_codes(mu), self.items, self.labels)
         return self._map
 
     def _unknown(self, texts: list[str]) -> dict:

@@ -70,6 +70,7 @@ async function start() {
   $("model-info").textContent = `${info.model || "model"} · codes of ${info.latent_dim} dimensions · texts up to ` +
     `${info.max_len} characters` + (info.conditional ? ` · labels: ${info.labels.join(", ")}` : "") +
     (map.items ? ` · map: ${map.items.toLocaleString()} of ${map.source}` : "");
+  if (info.prior) $("prior-name").textContent = info.prior;
   document.body.classList.toggle("conditional", info.conditional);
   document.body.classList.toggle("guidable", info.guidable);
   for (const select of document.querySelectorAll("select.labels")) {
