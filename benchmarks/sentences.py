@@ -42,24 +42,35 @@ from textvae.metrics import is_runaway, principal_plane, reconstruction_report
 
 
 def probe(m, folder: str, column: str = "source", items: int = 4000, seed: int = 0) -> dict:
-    """Balanced accuracy on test.tsv of a logistic regression on `items` training items' map codes (train.tsv)."""
+    """Balanced accuracy on test.tsv of logistic regressions on `items` training items' codes (train.tsv): on what
+    the map plots (`Model.map_codes`: a word-prior model's global code) and, for a code of slots, on that and the
+    sum of the slots beside it (a linear map of the whole code)."""
     train = read_corpus(str(Path(folder) / "train.tsv"), column="text", label_column=column)
     test = read_corpus(str(Path(folder) / "test.tsv"), column="text", label_column=column)
     rng = np.random.default_rng(seed)
     fits = [i for i, t in enumerate(train.items) if len(t) <= m.max_len]
     pick = [fits[i] for i in rng.permutation(len(fits))[:items]]
     names = sorted(set(train.labels))
-    x_train = m.map_codes(m.encode([train.items[i] for i in pick]))
-    y_train = np.array([names.index(train.labels[i]) for i in pick])
     keep = [i for i, y in enumerate(test.labels) if y in names and len(test.items[i]) <= m.max_len]
-    x_test = m.map_codes(m.encode([test.items[i] for i in keep]))
+    z_train, z_test = m.encode([train.items[i] for i in pick]), m.encode([test.items[i] for i in keep])
+    y_train = np.array([names.index(train.labels[i]) for i in pick])
     y_test = np.array([names.index(test.labels[i]) for i in keep])
-    mean, scale = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
-    w = logistic_regression((x_train - mean) / scale, y_train, len(names))
-    pred = np.argmax(np.c_[(x_test - mean) / scale, np.ones(len(x_test))] @ w, axis=1)
-    recalls = {names[k]: float((pred[y_test == k] == k).mean()) for k in range(len(names)) if (y_test == k).any()}
-    return {"balanced_accuracy": float(np.mean(list(recalls.values()))), "recall": recalls,
-            "train_items": len(pick), "test_items": len(keep), "features": int(x_train.shape[1])}
+    c = m.model.config
+    views = {"map": m.map_codes}
+    if c.slots:
+        width = c.slots * c.slot_dim
+        views["map and the sum of the slots"] = lambda z: np.c_[m.map_codes(z), z[:, :width].reshape(
+            len(z), c.slots, -1).sum(axis=1)] if c.global_dim else z[:, :width].reshape(len(z), c.slots, -1).sum(axis=1)
+    out = {"train_items": len(pick), "test_items": len(keep)}
+    for name, view in views.items():
+        x_train, x_test = view(z_train), view(z_test)
+        mean, scale = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
+        w = logistic_regression((x_train - mean) / scale, y_train, len(names))
+        pred = np.argmax(np.c_[(x_test - mean) / scale, np.ones(len(x_test))] @ w, axis=1)
+        recalls = {names[k]: float((pred[y_test == k] == k).mean()) for k in range(len(names)) if (y_test == k).any()}
+        out[name] = {"balanced_accuracy": float(np.mean(list(recalls.values()))), "recall": recalls,
+                     "features": int(x_train.shape[1])}
+    return out
 
 
 def logistic_regression(x: np.ndarray, y: np.ndarray, classes: int, l2: float = 1e-3, steps: int = 500,
@@ -150,8 +161,11 @@ def main() -> None:
           f"components hold {r['map']['variance_2']:.1%} of the variance")
     if "probe" in r:
         pr = r["probe"]
-        print(f"linear probe on the map's codes, {pr['train_items']:,} training items -> {pr['test_items']:,} test "
-              f"items: balanced accuracy {pr['balanced_accuracy']:.1%} ({', '.join(f'{k} {v:.1%}' for k, v in pr['recall'].items())})")
+        for name, v in pr.items():
+            if isinstance(v, dict):
+                print(f"linear probe on the {name} ({v['features']} features), {pr['train_items']:,} training items "
+                      f"-> {pr['test_items']:,} test items: balanced accuracy {v['balanced_accuracy']:.1%} "
+                      f"({', '.join(f'{k} {x:.1%}' for k, x in v['recall'].items())})")
     print(f"({r['seconds']:.0f} s)")
     if a.json:
         with open(a.json, "w") as f:

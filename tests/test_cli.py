@@ -346,6 +346,14 @@ def test_cli_sentences_get_a_code_of_slots_and_decode_without_running_away(workd
     meta = json.loads((workdir / "plain" / "run.json").read_text())
     assert meta["model_config"]["slots"] == 0 and meta["train_config"]["batch_size"] == 16
     assert meta["model_config"]["encoder_dim"] == 24
+    r = run("train", "reviews.txt", "--embed-dim", "16", "--hidden-dim", "32", "--steps", "2", "--slot-prior", "16",
+            "--out", "fitted")                                       # the earlier prior of sentences, asked for
+    assert r.exit_code == 0, r.output
+    meta = json.loads((workdir / "fitted" / "run.json").read_text())
+    config = meta["model_config"]
+    assert config["slot_prior"] == 16 and config["fitted_prior"] and not config["word_prior"]
+    assert config["latent_dim"] == 16 * config["slots"] and not config["global_dim"]
+    assert meta["train_config"]["free_bits"] == 1.0
     r = run("train", "reviews.txt", "--embed-dim", "16", "--hidden-dim", "32", "--steps", "2", "--slot-unit", "char",
             "--no-slot-feed", "--out", "chars")
     assert r.exit_code == 0, r.output

@@ -159,3 +159,20 @@ def test_the_classes_of_words_outside_the_vocabulary_are_other():
     assert classes[:5].tolist() == [FIRST_WORD + kept.index("the"), FIRST_WORD + kept.index("film"),
                                     FIRST_WORD + kept.index("is"), OTHER, FIRST_WORD + kept.index(".")]
     assert END == 0
+
+
+def test_a_checkpoint_written_before_the_word_prior_decodes_as_it_did(tmp_path):
+    """A sentence model of the version before the word prior (its slot prior, fitted after training), saved by that
+    version with the outputs it gave: this version loads it and gives the same texts."""
+    import json
+    from pathlib import Path
+    data = Path(__file__).parent / "data"
+    expected = json.loads((data / "slot_prior_model.json").read_text(encoding="utf-8"))
+    m = textvae.load(data / "slot_prior_model.safetensors")
+    assert not m.model.config.word_prior and m.model.config.slot_prior
+    assert m.generate(5, seed=0) == expected["generate"]
+    assert m.generate(5, seed=1, strategy="greedy") == expected["greedy"]
+    assert m.reconstruct(["remarkable documentary storytelling", "magnificent characters"]) == expected["reconstruct"]
+    assert m.interpolate("remarkable documentary storytelling", "magnificent characters", steps=3) == \
+        expected["interpolate"]
+    assert "bigram" in m.prior

@@ -201,7 +201,8 @@ def fluency(samples: list[str], held_out: list[str], train: list[str], seed: int
     - real_words, real_words_held_out: share of the whitespace words of the samples (of held_out) that occur
       in train, whatever the unit;
     - distinct_2: distinct token bigrams over all token bigrams of the samples, within lines; distinct_2_held_out:
-      the same for the first len(samples) held-out lines; distinct_2_ratio: the first over the second;
+      the same for the held-out lines; each on the first min(len(samples), len(held_out)) lines of its own, as the
+      figure falls as text grows; distinct_2_ratio: the first over the second;
     - reverse_ppl_samples: perplexity on held_out of a judge fitted on the samples (Zhao et al. 2018's reverse
       perplexity: high when the samples cover little of the real text, as under mode collapse);
       reverse_ppl_train: the same for a judge fitted on as many train lines drawn at random (numpy Generator
@@ -224,8 +225,10 @@ def fluency(samples: list[str], held_out: list[str], train: list[str], seed: int
     ppl_held = judge.perplexity(held_tokens)
 
     known = {w for t in train for w in words(t)}
-    d2 = _distinct_2(sample_tokens)
-    d2_held = _distinct_2(held_tokens[:len(samples)])
+    # distinct-2 falls as text grows (more of its bigrams repeat): both counted on as many lines
+    shared = min(len(sample_tokens), len(held_tokens)) or len(sample_tokens)
+    d2 = _distinct_2(sample_tokens[:shared])
+    d2_held = _distinct_2(held_tokens[:shared])
 
     lines = len(samples) if reverse_lines is None else max(0, min(reverse_lines, len(samples)))
     lines = min(lines, len(train))

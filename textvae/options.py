@@ -104,7 +104,8 @@ TRAIN_OPTIONS = [
                       "attention at its output [default: on for sentences]."),
     click.option("--slot-prior", type=click.IntRange(0, 65536),
                  help="With slots that follow words: generate from a bigram model over this many clusters of the "
-                      "training codes' word slots; 0: from a Gaussian [default: 512 for sentences]."),
+                      "training codes' word slots, fitted after training (the earlier prior of sentences), instead "
+                      "of the word prior learned with the model; 0: from a Gaussian [default: the word prior]."),
     click.option("--bidirectional/--unidirectional", default=_m("bidirectional"), show_default=True, help="Encoder direction."),
     click.option("--z-every-step/--z-initial-only", default=_m("z_every_step"), show_default=True,
                  help="Feed z to the decoder at every step, or only through its initial state (plain Bowman)."),

@@ -200,9 +200,14 @@ def start(data_cfg: DataConfig, model_options: dict, cfg: TrainConfig, out: str 
     if "slot_prior" not in chosen and (labels or model_options.get("slot_unit") != "word"
                                        or not model_options.get("slots")):
         model_options.pop("slot_prior", None)       # a slot prior is for unlabelled codes of word slots
-    if labels or model_options.get("slot_unit") != "word" or not model_options.get("slots"):
-        if model_options.pop("word_prior", 0):      # and so is a word prior (and its global code)
+    if model_options.get("slot_prior"):             # the fitted slot prior, asked for: no word prior
+        model_options["fitted_prior"] = True
+    if (labels or model_options.get("slot_unit") != "word" or not model_options.get("slots")
+            or model_options.get("slot_prior")):
+        if model_options.pop("word_prior", 0):      # a word prior is for unlabelled codes of word slots too
             model_options["latent_dim"] -= model_options.pop("global_dim", 0)
+            if settings is not None and "free_bits" not in chosen:     # a nat a dimension of the slots, as before
+                cfg = dataclasses.replace(cfg, free_bits=SENTENCE_TRAIN["free_bits"])
     if model_options.pop("slot_unit", None) == "word" and model_options.get("slots"):
         space = data.tokenizer.stoi.get(" ")
         if space is None:
