@@ -40,6 +40,17 @@ def test_words_are_split_as_the_slots_split_them():
         assert (n == torch.tensor([len(t) + 1 for t in (tok.decode(p) for p in pieces.tolist())])).all()
 
 
+def test_characters_are_pieces_of_their_own_when_the_slots_follow_characters():
+    texts = ["abc", "a", "abcde", ""]
+    tok = CharTokenizer.fit(texts)
+    pieces, n, words = word_pieces(*tok.batch(texts), -1, 4)
+    assert words.tolist() == [3, 1, 4, 1]                           # at least one piece; the last slot takes the rest
+    assert [tok.decode(p) for p in pieces.tolist()] == ["a", "b", "c", "a", "a", "b", "c", "de", ""]
+    assert n.tolist() == [2, 2, 2, 2, 2, 2, 2, 3, 1]
+    hashes, _, kept = vocabulary(["abca", "b"], tok, -1)
+    assert kept == ["a", "b"]                                       # each seen twice; c once
+
+
 def test_the_vocabulary_holds_the_words_seen_twice_most_frequent_first():
     texts = ["a b b c", "b c d", "c c e"]
     tok = CharTokenizer.fit(texts)
@@ -98,19 +109,23 @@ def test_a_word_prior_model_learns_its_sentences(word_run):
     assert m.reconstruct(items[:20]) == items[:20]
 
 
-def test_a_path_starts_and_ends_on_the_reconstructions_and_is_made_of_the_priors_sentences(word_run):
+def test_a_path_runs_through_the_priors_noise_between_its_two_sentences(word_run):
     run_dir, _, items = word_run
     m = textvae.load(run_dir)
+    model, c = m.model, m.model.config
     a, b = items[0], items[1]
     path = m.interpolate(a, b, steps=7)
     assert path[0] == m.reconstruct([a])[0] and path[-1] == m.reconstruct([b])[0]
-    assert path == m.interpolate(a, b, steps=7)                     # the same noise at every point, every time
-    c = m.model.config
-    mu = m.encode([a, b])
-    g = torch.tensor(mu[:, c.latent_dim - c.global_dim:])
-    line = torch.lerp(g[0], g[1], torch.linspace(0, 1, 7)[1:-1, None])
-    inner = [m.decode(m.code_at(point.numpy())[None])[0] for point in line]
-    assert path[1:-1] == inner                                      # each inner step: the prior's sentence there
+    assert path == m.interpolate(a, b, steps=7)
+    z = torch.tensor(m.encode([a, b]))
+    g = z[:, c.latent_dim - c.global_dim:]
+    u = model.places(z, m.PATH_TEMPERATURE)             # the uniforms with which the prior draws each end's words
+    back = model.codes_given(g, torch.zeros_like(z), m.PATH_TEMPERATURE, uniforms=u)
+    assert m.decode(back) == m.reconstruct([a, b])
+    t = torch.linspace(0, 1, 7)[1:-1, None]
+    inner = model.codes_given(torch.lerp(g[0], g[1], t), torch.zeros((5, c.latent_dim)), m.PATH_TEMPERATURE,
+                              uniforms=(1 - t) * u[:1] + t * u[1:])
+    assert path[1:-1] == m.decode(inner)                # each inner step: the prior's draw at that point
 
 
 def test_prior_codes_end_in_empty_slots_and_come_from_their_noise(word_run):

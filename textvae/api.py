@@ -382,7 +382,11 @@ class Model:
         eps = random_stream(seed or 0).standard_normal((1, c.latent_dim), dtype=np.float32)
         eps = torch.from_numpy(np.repeat(eps, len(path) - 2, axis=0)).to(self.device)
         g = path[1:-1, c.latent_dim - c.global_dim:].to(self.device)
-        inner = self.model.codes_given(g, eps, self.PATH_TEMPERATURE, self.PATH_TOP_P).cpu()
+        ends = torch.stack([path[0], path[-1]]).to(self.device)
+        u = self.model.places(ends, self.PATH_TEMPERATURE, self.PATH_TOP_P)                    # (2, K)
+        t = torch.linspace(0, 1, len(path), device=self.device)[1:-1].unsqueeze(1)
+        inner = self.model.codes_given(g, eps, self.PATH_TEMPERATURE, self.PATH_TOP_P,
+                                       uniforms=(1 - t) * u[:1] + t * u[1:]).cpu()
         return torch.cat([path[:1], inner, path[-1:]])
 
     def reconstruct(self, texts: Sequence[str], decoding: Decoding | None = None, seed: int | None = None,
@@ -414,7 +418,9 @@ class Model:
         embedding from one label to the other as well."""
         if not 2 <= steps <= MAX_PATH_STEPS:
             raise ValueError(f"steps must be between 2 and {MAX_PATH_STEPS:,}")
-        d = self.length_for(self.setting(decoding, self.READ_OUT, **options), [a, b])
+        d = self.setting(decoding, self.READ_OUT, **options)
+        if not self.model.config.word_prior:    # the prior's sentences inside a path are as long as they are
+            d = self.length_for(d, [a, b])
         la, lb = label, label_b if label_b is not None else label
         za, zb = (torch.as_tensor(self.encode([x], labels=lab)[0]) if isinstance(x, str)
                   else torch.as_tensor(np.asarray(x)).float() for x, lab in ((a, la), (b, lb)))

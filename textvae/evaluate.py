@@ -112,7 +112,7 @@ def evaluate_model(m: Model, items: list[str], samples: int, recon_items: int | 
     out = {"model": str(m.path), "lm": m.model.config.lm, "conditional": m.conditional}
     out.update(iw_nll(m.model, data, samples=samples, seed=seed, progress=on_progress))
     out.update(posterior_stats(m.model, data, seed=seed))
-    if not m.model.config.lm:
+    if not m.model.config.lm and recon_items != 0:
         k = len(items) if recon_items is None else min(recon_items, len(items))
         subset = items[:k]
         rec = m.reconstruct(subset, label=labels[:k] if m.conditional else None)

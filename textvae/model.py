@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .arraystep import chain_ends, slot_prior_codes
-from .prior import FIRST_WORD, OTHER, WordPrior, word_hashes, word_pieces
+from .prior import END, FIRST_WORD, OTHER, WordPrior, word_hashes, word_pieces
 from .settings import SLOT_SUMMARY, ModelConfig
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -187,19 +187,35 @@ class TextVAE(nn.Module):
         self.__dict__["_kept_components"] = (key, table)
         return table
 
-    def codes_given(self, g: torch.Tensor, eps: torch.Tensor, temperature: float = 1.0,
-                    top_p: float = 1.0) -> torch.Tensor:
+    def codes_given(self, g: torch.Tensor, eps: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0,
+                    uniforms: torch.Tensor | None = None) -> torch.Tensor:
         """Codes (N, Z) of a word prior's slots drawn given global codes g (N, G), the noise eps (N, Z) their
-        source of randomness: slot i's word by the uniform Phi(eps[:, i d]), an OTHER slot's place by eps[:, i d:
-        (i + 1) d] (`prior.WordPrior.sample`)."""
+        source of randomness: slot i's word by the uniform Phi(eps[:, i d]) (or `uniforms` (N, K), when given), an
+        OTHER slot's place by eps[:, i d: (i + 1) d] (`prior.WordPrior.sample`)."""
         c = self.config
         K, d = c.slots, c.slot_dim
         noise = eps[:, :K * d].reshape(-1, K, d).float()
-        uniforms = 0.5 * (1 + torch.erf(noise[:, :, 0] / math.sqrt(2)))
+        if uniforms is None:
+            uniforms = 0.5 * (1 + torch.erf(noise[:, :, 0] / math.sqrt(2)))
         means, logvars = self.component_table()
-        s = self.word_prior.sample(g.float(), uniforms, noise, self._empty_slot().float(), means, logvars,
-                                   temperature, top_p)
+        s, _ = self.word_prior.sample(g.float(), uniforms.float(), noise, self._empty_slot().float(), means, logvars,
+                                      temperature, top_p)
         return torch.cat([s.reshape(len(g), -1), g.float()], dim=1).to(eps.dtype)
+
+    @torch.no_grad()
+    def places(self, z: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
+        """The uniforms (N, K) with which the word prior, from the global codes of z (N, Z), draws z's words (each
+        slot read as its nearest component): the codes' points in the prior's noise space (`codes_given`)."""
+        c = self.config
+        s, g = self._slots(z).float(), z[:, c.latent_dim - c.global_dim:].float()
+        means, logvars = self.component_table()
+        classes = self.word_prior.nearest(s, means, logvars)
+        filled = ((s - self._empty_slot().float()).abs().amax(dim=2) > 1e-4).long()               # (N, K)
+        words = (c.slots - filled.flip(1).argmax(dim=1)).where(filled.any(dim=1), torch.ones_like(filled[:, 0]))
+        classes = classes.masked_fill(torch.arange(c.slots, device=z.device).unsqueeze(0) >= words.unsqueeze(1), END)
+        _, u = self.word_prior.sample(g, torch.zeros_like(classes, dtype=torch.float), s, self._empty_slot().float(),
+                                      means, logvars, temperature, top_p, forced=classes, forced_slots=s)
+        return u
 
     def word_count(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The words (B,) of each item, as the code's slots count them (at least 1, at most `slots`)."""

@@ -54,20 +54,29 @@ def _powers(n: int, device) -> torch.Tensor:
 def word_pieces(tokens: torch.Tensor, lengths: torch.Tensor, space: int, slots: int
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The words of each item as rows of characters, split at `space` as the code's slots are (the last slot takes
-    the rest of a longer item, spaces and all): pieces (M, L + 1), each word's characters then <eos>, padded; their
-    lengths (M,), <eos> included; and each item's number of words (B,), at least 1, at most `slots`. Rows are in
-    order, item by item, word by word."""
+    the rest of a longer item, spaces and all), or with `space` -1 each character a piece of its own: pieces
+    (M, L + 1), each word's characters then <eos>, padded; their lengths (M,), <eos> included; and each item's
+    number of pieces (B,), at least 1, at most `slots`. Rows are in order, item by item, piece by piece."""
     B, T = tokens.shape
     t = torch.arange(T, device=tokens.device).unsqueeze(0)
     inside = (t < lengths.unsqueeze(1)) & (tokens != EOS_ID) & (tokens != PAD_ID)
-    brk = (tokens == space) & inside
-    raw = brk.long().cumsum(dim=1) - brk.long()                        # words before each character
-    slot = raw.clamp(max=slots - 1)
-    letters = inside & ~(brk & (raw < slots - 1))                      # a space that ends a slot is no letter
+    if space < 0:                                                      # a piece a character
+        brk = inside & (t < slots - 1)
+        raw = t.expand(B, T)
+        slot = raw.clamp(max=slots - 1)
+        letters = inside
+    else:
+        brk = (tokens == space) & inside
+        raw = brk.long().cumsum(dim=1) - brk.long()                    # words before each character
+        slot = raw.clamp(max=slots - 1)
+        letters = inside & ~(brk & (raw < slots - 1))                  # a space that ends a slot is no letter
     count = torch.zeros((B, slots), dtype=torch.long, device=tokens.device).scatter_add_(1, slot, letters.long())
     before = count.cumsum(dim=1) - count                               # letters of the slots before
     pos = letters.long().cumsum(dim=1) - 1 - before.gather(1, slot)
-    words = (brk.long().sum(dim=1) + 1).clamp(max=slots)
+    if space < 0:
+        words = inside.long().sum(dim=1).clamp(min=1, max=slots)
+    else:
+        words = (brk.long().sum(dim=1) + 1).clamp(max=slots)
     L = int(count.max()) if count.numel() else 0
     grid = torch.zeros((B, slots, L + 1), dtype=torch.long, device=tokens.device)
     b = torch.arange(B, device=tokens.device).unsqueeze(1).expand(B, T)
@@ -184,15 +193,22 @@ class WordPrior(nn.Module):
 
     @torch.no_grad()
     def sample(self, g: torch.Tensor, uniforms: torch.Tensor, noise: torch.Tensor, empty: torch.Tensor,
-               means: torch.Tensor, logvars: torch.Tensor, temperature: float = 1.0,
-               top_p: float = 1.0, other_words: bool = False) -> torch.Tensor:
+               means: torch.Tensor, logvars: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0,
+               other_words: bool = False, forced: torch.Tensor | None = None,
+               forced_slots: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Slots (N, K, d) from the prior given g (N, G): at each place a class drawn by the inverse of its
         distribution's CDF at `uniforms` (N, K) (the same uniforms, the same draws: a path shares them), then the
         slot: a word's component mean (the code of the word written alone: `means` (C, d)), or for OTHER
         c + sigma * noise (N, K, d). After the end, every slot is `empty` (d,); at the K-th word the item ends.
         `temperature` and `top_p` (nucleus, Holtzman et al. 2020) sharpen the choice of words; 0 takes the
         likeliest. Words outside the vocabulary (OTHER) are drawn only with `other_words`: the decoder spells what
-        a slot holds, and a point drawn from the broad Gaussian holds no word in particular."""
+        a slot holds, and a point drawn from the broad Gaussian holds no word in particular. No three words come
+        twice in an item: the likeliest words would loop.
+
+        With `forced` classes (N, K) (END after the last word) and their slots `forced_slots` (N, K, d), the prior
+        reads those instead of drawing, and the second result is, at each place, the middle of the forced class's
+        share of the CDF (0.5 where it has none): the uniforms that draw that item, its point in the prior's noise
+        space, where paths between items run. Otherwise the second result is the classes drawn (N, K)."""
         N, K = uniforms.shape
         d = self.slot_dim
         s = empty.to(g.dtype).expand(N, K, d).clone()
@@ -200,6 +216,7 @@ class WordPrior(nn.Module):
         x = self.embed.weight[END].expand(N, -1)
         alive = torch.ones(N, dtype=torch.bool, device=g.device)
         chosen = torch.full((N, K), END, dtype=torch.long, device=g.device)
+        places = torch.full((N, K), 0.5, device=g.device)
         rows = torch.arange(N, device=g.device)
         for i in range(K):
             out, state = self.rnn(torch.cat([x, g], dim=1).unsqueeze(1), state)
@@ -208,22 +225,40 @@ class WordPrior(nn.Module):
                 logp[:, END] = float("-inf")                                                 # at least one word
             if not other_words:
                 logp[:, OTHER] = float("-inf")
-            for j in range(2, i):       # no three words twice in an item: the likeliest words would loop
+            for j in range(2, i):
                 again = (chosen[:, j - 2] == chosen[:, i - 2]) & (chosen[:, j - 1] == chosen[:, i - 1])
                 if bool(again.any()):
                     logp[rows[again], chosen[again, j]] = float("-inf")
-            k = pick(logp, uniforms[:, i], temperature, top_p)
-            chosen[:, i] = k
+            if forced is None:
+                k = pick(logp, uniforms[:, i], temperature, top_p)
+            else:
+                k = forced[:, i]
+                places[:, i] = torch.where(alive, place(logp, k, temperature, top_p), places[:, i])
+            chosen[:, i] = torch.where(alive, k, torch.full_like(k, END))
             alive &= k != END
             if not bool(alive.any()):
                 break
             slot = means[k]
-            other = k == OTHER
-            if bool(other.any()):
-                slot = torch.where(other.unsqueeze(1), slot + logvars[k].mul(0.5).exp() * noise[:, i], slot)
+            if forced_slots is not None:
+                slot = forced_slots[:, i].to(slot.dtype)
+            else:
+                other = k == OTHER
+                if bool(other.any()):
+                    slot = torch.where(other.unsqueeze(1), slot + logvars[k].mul(0.5).exp() * noise[:, i], slot)
             s[:, i] = torch.where(alive.unsqueeze(1), slot, s[:, i])
             x = self.embed(k) + self.from_slot(slot)
-        return s
+        return s, (chosen if forced is None else places)
+
+
+def _distribution(logp: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """softmax(logp / temperature), cut to its nucleus `top_p` and renormalised: (N, C), classes in their order."""
+    p = F.softmax(logp.float() / temperature, dim=1)
+    if top_p < 1:
+        sorted_p, order = p.sort(dim=1, descending=True)
+        keep = sorted_p.cumsum(dim=1) - sorted_p < top_p
+        p = torch.zeros_like(p).scatter_(1, order, sorted_p * keep)
+        p = p / p.sum(dim=1, keepdim=True)
+    return p
 
 
 def pick(logp: torch.Tensor, u: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
@@ -231,15 +266,21 @@ def pick(logp: torch.Tensor, u: torch.Tensor, temperature: float = 1.0, top_p: f
     temperature 0: the likeliest class."""
     if temperature <= 0:
         return logp.argmax(dim=1)
-    p = F.softmax(logp.float() / temperature, dim=1)
-    if top_p < 1:
-        sorted_p, order = p.sort(dim=1, descending=True)
-        keep = sorted_p.cumsum(dim=1) - sorted_p < top_p
-        p = torch.zeros_like(p).scatter_(1, order, sorted_p * keep)
-        p = p / p.sum(dim=1, keepdim=True)
-    cdf = p.cumsum(dim=1)
+    cdf = _distribution(logp, temperature, top_p).cumsum(dim=1)
     k = torch.searchsorted(cdf, (u.float() * cdf[:, -1]).unsqueeze(1).clamp(max=cdf[:, -1:] * (1 - 1e-7)))
-    return k.squeeze(1).clamp(max=p.shape[1] - 1)
+    return k.squeeze(1).clamp(max=cdf.shape[1] - 1)
+
+
+def place(logp: torch.Tensor, k: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
+    """The u (N,) at the middle of class k's share of the CDF that `pick` inverts (`pick(logp, place(..)) == k`),
+    or 0.5 where k has no share (and under temperature 0, where every u takes the likeliest class)."""
+    if temperature <= 0:
+        return torch.full(k.shape, 0.5, device=logp.device)
+    p = _distribution(logp, temperature, top_p)
+    cdf = p.cumsum(dim=1)
+    share = p.gather(1, k.unsqueeze(1))[:, 0]
+    middle = (cdf.gather(1, k.unsqueeze(1))[:, 0] - share / 2) / cdf[:, -1]
+    return torch.where(share > 0, middle, torch.full_like(middle, 0.5))
 
 
 PRIOR_WORDS = 20_000    # words in a word prior's vocabulary, at most: the most frequent, each seen at least twice
@@ -249,10 +290,10 @@ PRIOR_MIN_COUNT = 2
 def vocabulary(texts, tokenizer, space: int, most: int = PRIOR_WORDS, min_count: int = PRIOR_MIN_COUNT,
                longest: int = MAX_WORD) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """A word prior's vocabulary from training texts (strings): the words (split at each space, as the code's slots
-    are) seen at least `min_count` times and at most `longest` characters long, the most frequent first (ties in
+    are; with `space` -1, the characters) seen at least `min_count` times and at most `longest` characters long, the most frequent first (ties in
     order of first appearance), at most `most`: their hashes (W,), their characters (W, longest) and the words."""
     from collections import Counter
-    counts = Counter(w for t in texts for w in t.split(" ") if w)
+    counts = Counter(w for t in texts for w in (t.split(" ") if space >= 0 else t) if w)
     kept = [w for w, n in counts.most_common() if n >= min_count and len(w) <= longest][:most]
     if not kept:
         return torch.zeros(0, dtype=torch.long), torch.zeros((0, longest), dtype=torch.long), []

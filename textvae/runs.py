@@ -39,10 +39,43 @@ SENTENCE_FEED = True
 SENTENCE_PRIOR = 512    # clusters of the slot prior that generates codes of word slots (unlabelled corpora)
 GLOBAL_DIMS = 32        # the global code beside the word slots, from which the word prior starts
 GLOBAL_FREE_BITS = 0.25    # nats a dimension of the global code holds for free: 8 in all, a sentence's gist
+PIECE_FREE_BITS = 0.0   # short items: the global code holds what pays for itself (an item is a dozen nats)
 VOCAB_ITEMS = 200_000   # a streamed corpus: the word prior's vocabulary is read from its first items
 SLOT_DIMS = 16
 SENTENCE_ENCODER = 64   # units each way: the encoder only fills slots of a word (or 8 characters); a narrower one buys steps
 SENTENCE_TRAIN = {"free_bits": 1.0, "batch_size": 32, "lr": 5e-3, "word_dropout": 0.0, "recon_items": 200}
+
+
+PIECE_DIMS = 8          # short items (words, names): a slot of this size per character,
+PIECE_GLOBAL = 16       # a global code of this size beside them,
+PIECE_ENCODER = 32      # and an encoder of this many units each way (it reads one character at a time)
+
+
+def piece_settings(mean_length: float, longest: int) -> tuple[dict, dict, str] | None:
+    """(model settings, training settings, why) for a corpus of short items (words, names), or None for sentences:
+    a code of one slot per character and a global code, under a prior learned with the model, a language model
+    over the characters' slots (`prior.WordPrior`, its pieces characters): the code holds the whole item, and
+    costs what that language model charges for it."""
+    if mean_length >= SENTENCE_CHARS:
+        return None
+    slots = max(1, longest)
+    model = {"slots": slots, "slot_span": 1, "slot_unit": "char", "slot_feed": True, "encoder_dim": PIECE_ENCODER,
+             "latent_dim": slots * PIECE_DIMS + PIECE_GLOBAL, "global_dim": PIECE_GLOBAL, "word_prior": -1}
+    why = (f"items of {mean_length:.0f} characters on average: a code of {slots} slots of {PIECE_DIMS} dimensions, one "
+           f"per character, and a global code of {PIECE_GLOBAL}, under a prior learned with the model (a language "
+           f"model over the characters' slots, from the global code), free bits {PIECE_FREE_BITS:g} (of the global "
+           "code)")
+    return model, {"free_bits": PIECE_FREE_BITS}, why
+
+
+def _pieces(options: dict) -> str | None:
+    """What a word prior's pieces are under these model options: "word", "char" (slots of one character), or None
+    (no slots, or slots of several characters: no word prior)."""
+    if not options.get("slots"):
+        return None
+    if options.get("slot_unit") == "word":
+        return "word"
+    return "char" if options.get("slot_unit") == "char" and options.get("slot_span") == 1 else None
 
 
 def sentence_settings(mean_length: float, longest: int, most_words: int = 1,
@@ -191,6 +224,8 @@ def start(data_cfg: DataConfig, model_options: dict, cfg: TrainConfig, out: str 
     chose = None
     settings = sentence_settings(data.mean_length, data.longest_item, _most_words(data),
                                  model_options.get("slot_unit"), model_options.get("slot_feed"))
+    if settings is None and not labels and not chosen & {"slots", "slot_unit", "slot_span"}:
+        settings = piece_settings(data.mean_length, data.longest_item)
     if settings is not None and lm is None and not model_options.get("lm"):
         model_set, train_set, chose = settings
         if "latent_dim" in chosen and model_options["latent_dim"] % model_set["slots"]:
@@ -202,8 +237,7 @@ def start(data_cfg: DataConfig, model_options: dict, cfg: TrainConfig, out: str 
         model_options.pop("slot_prior", None)       # a slot prior is for unlabelled codes of word slots
     if model_options.get("slot_prior"):             # the fitted slot prior, asked for: no word prior
         model_options["fitted_prior"] = True
-    if (labels or model_options.get("slot_unit") != "word" or not model_options.get("slots")
-            or model_options.get("slot_prior")):
+    if labels or _pieces(model_options) is None or model_options.get("slot_prior"):
         if model_options.pop("word_prior", 0):      # a word prior is for unlabelled codes of word slots too
             model_options["latent_dim"] -= model_options.pop("global_dim", 0)
             if settings is not None and "free_bits" not in chosen:     # a nat a dimension of the slots, as before
@@ -217,7 +251,7 @@ def start(data_cfg: DataConfig, model_options: dict, cfg: TrainConfig, out: str 
     if model_options.get("word_prior", 0):
         texts = data.texts if data.texts is not None else [
             data.tokenizer.decode(row) for row in data.train.batch(np.arange(min(len(data.train), VOCAB_ITEMS)))[0].tolist()]
-        hashes, spellings, _ = vocabulary(texts, data.tokenizer, model_options["slot_break"])
+        hashes, spellings, _ = vocabulary(texts, data.tokenizer, model_options.get("slot_break", -1))
         model_options["word_prior"] = max(1, len(hashes))
     try:
         model_cfg = ModelConfig(vocab_size=data.tokenizer.vocab_size, num_labels=len(labels),

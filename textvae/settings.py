@@ -104,10 +104,10 @@ class ModelConfig:
                 raise ValueError(f"model setting {name}={value!r} is outside 0..{top}")
         if self.global_dim and (not self.slots or self.global_dim >= self.latent_dim):
             raise ValueError("a global code goes beside a code of slots, within latent_dim")
-        if self.word_prior and (self.slot_break < 0 or self.num_labels or not self.global_dim or self.slot_prior
-                                or self.fitted_prior or not self.prior_hidden):
-            raise ValueError("a word prior needs slots that follow words and a global code, in a model without "
-                             "labels or a fitted prior")
+        if self.word_prior and ((self.slot_break < 0 and self.slot_span != 1) or self.num_labels
+                                or not self.global_dim or self.slot_prior or self.fitted_prior or not self.prior_hidden):
+            raise ValueError("a word prior needs slots that follow words (or characters) and a global code, in a "
+                             "model without labels or a fitted prior")
         if self.slots and (self.lm or (self.latent_dim - self.global_dim) % self.slots):
             raise ValueError(f"a code of {self.slots} slots needs a VAE whose latent_dim ({self.latent_dim}, "
                              f"less the global code's {self.global_dim}) they divide")
