@@ -1,5 +1,6 @@
-"""What a user sees of a trained model on sentences, judged from outside the model: the figures of the issue
-"Every point a sentence".
+"""What a user sees of a trained model, judged from outside the model: the figures of the issues "Every point a
+sentence" and "Words and names" (for items under 40 characters on average, the judge reads characters: a
+5-gram model).
 
     python benchmarks/sentences.py runs/reviews                   # held-out items: the run's validation split
     python benchmarks/sentences.py runs/reviews --data test.txt   # or a file
@@ -36,7 +37,7 @@ import numpy as np
 
 import textvae
 from textvae.data import held_out_items, read_corpus, training_split
-from textvae.evaluate import interpolation_report, reconstruction_runaway
+from textvae.evaluate import interpolation_report, judge_unit, reconstruction_runaway
 from textvae.judge import fluency
 from textvae.metrics import is_runaway, principal_plane, reconstruction_report
 
@@ -98,8 +99,12 @@ def figures(m, held: list[str], train: list[str], samples: int = 1000, codes: in
     subset = held[pairs * 2:pairs * 2 + recon]                  # the first items make the interpolation pairs
     rec = m.reconstruct(subset)
     mu = m.map_codes(m.encode(held[:2000]))
+    unit = judge_unit(held)
+    ends = [(p[0] == held[2 * i], p[-1] == held[2 * i + 1]) for i, p in enumerate(paths["paths"])]
+    paths["both_ends_exact"] = sum(a and b for a, b in ends) / max(len(ends), 1)
     out = {
-        "samples": {**fluency(gen, held, train, seed=seed),
+        "unit": unit,
+        "samples": {**fluency(gen, held, train, seed=seed, unit=unit),
                     "empty": sum(not t for t in gen) / len(gen),
                     "runaway": sum(is_runaway(t, m.default_max_len) for t in gen) / len(gen), "examples": gen[:10]},
         "greedy_prior": {"n": codes, "runaway": sum(is_runaway(t, m.default_max_len) for t in greedy) / codes,
@@ -137,7 +142,8 @@ def main() -> None:
     if a.probe:
         r["probe"] = probe(m, a.probe, seed=a.seed)
     s, g, rec, paths, judged = r["samples"], r["greedy_prior"], r["reconstruction"], r["paths"], r["paths"]["judge"]
-    print(f"model {a.run}: {len(held):,} held-out items; the judge fitted on {len(train):,} training items")
+    print(f"model {a.run}: {len(held):,} held-out items; the judge ({r['unit']} n-grams) fitted on {len(train):,} "
+          "training items")
     print(f"prior: {m.prior}")
     print(f"samples ({s['samples']}): judge {s['judge_ratio']:.2f}x held-out text's perplexity; real words "
           f"{s['real_words']:.1%} (held-out text {s['real_words_held_out']:.1%}); distinct-2 {s['distinct_2_ratio']:.2f}x "
@@ -148,7 +154,8 @@ def main() -> None:
     print(f"greedy decodings of {g['n']} prior codes that run away: {g['runaway']:.1%}")
     print(f"paths ({paths['pairs']} pairs x {paths['steps']} steps), middle steps: judge {judged['judge_ratio']:.2f}x; "
           f"real words {judged['real_words']:.1%}; equal to neither end {judged['new_middles']:.1%}; copied "
-          f"{judged['copied']:.1%}; endpoint fidelity {paths['endpoint_fidelity']:.1%}")
+          f"{judged['copied']:.1%}; endpoint fidelity {paths['endpoint_fidelity']:.1%}, both ends exact "
+          f"{paths['both_ends_exact']:.1%}")
     for path in paths["paths"][:3]:
         for i, t in enumerate(path):
             print(f"    {i / (len(path) - 1):.2f}  {t}")
