@@ -119,12 +119,12 @@ def test_a_path_runs_through_the_priors_noise_between_its_two_sentences(word_run
     assert path == m.interpolate(a, b, steps=7)
     z = torch.tensor(m.encode([a, b]))
     g = z[:, c.latent_dim - c.global_dim:]
-    u = model.places(z, m.PATH_TEMPERATURE)             # the uniforms with which the prior draws each end's words
+    u, words = model.places(z, m.PATH_TEMPERATURE)        # the uniforms with which the prior draws each end's words
     back = model.codes_given(g, torch.zeros_like(z), m.PATH_TEMPERATURE, uniforms=u)
     assert m.decode(back) == m.reconstruct([a, b])
     t = torch.linspace(0, 1, 7)[1:-1, None]
     inner = model.codes_given(torch.lerp(g[0], g[1], t), torch.zeros((5, c.latent_dim)), m.PATH_TEMPERATURE,
-                              uniforms=(1 - t) * u[:1] + t * u[1:])
+                              uniforms=(1 - t) * u[:1] + t * u[1:], lengths=(1 - t[:, 0]) * words[0] + t[:, 0] * words[1])
     assert path[1:-1] == m.decode(inner)                # each inner step: the prior's draw at that point
 
 

@@ -383,11 +383,22 @@ class Model:
         eps = torch.from_numpy(np.repeat(eps, len(path) - 2, axis=0)).to(self.device)
         g = path[1:-1, c.latent_dim - c.global_dim:].to(self.device)
         ends = torch.stack([path[0], path[-1]]).to(self.device)
-        u = self.model.places(ends, self.PATH_TEMPERATURE, self.PATH_TOP_P)                    # (2, K)
+        u, words = self.model.places(ends, self.PATH_TEMPERATURE, self.PATH_TOP_P)              # (2, K), (2,)
         t = torch.linspace(0, 1, len(path), device=self.device)[1:-1].unsqueeze(1)
         inner = self.model.codes_given(g, eps, self.PATH_TEMPERATURE, self.PATH_TOP_P,
-                                       uniforms=(1 - t) * u[:1] + t * u[1:]).cpu()
+                                       uniforms=(1 - t) * u[:1] + t * u[1:],
+                                       lengths=(1 - t[:, 0]) * words[0] + t[:, 0] * words[1],
+                                       finals=self._final_words()).cpu()
         return torch.cat([path[:1], inner, path[-1:]])
+
+    def _final_words(self) -> torch.Tensor:
+        """(C,) which classes of the word prior are words that close a sentence (their last character, before any
+        closing quotes or brackets, is . ? or !)."""
+        if getattr(self, "_finals", None) is None:
+            spellings = self.model.word_prior.spellings.cpu().tolist()
+            close = [self.tokenizer.decode(w).rstrip("\"'”’)]").endswith((".", "?", "!")) for w in spellings]
+            self._finals = torch.tensor([False, False] + close, device=self.device)
+        return self._finals
 
     def reconstruct(self, texts: Sequence[str], decoding: Decoding | None = None, seed: int | None = None,
                     label=None, to_label=None, **options) -> list[str]:

@@ -188,10 +188,12 @@ class TextVAE(nn.Module):
         return table
 
     def codes_given(self, g: torch.Tensor, eps: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0,
-                    uniforms: torch.Tensor | None = None) -> torch.Tensor:
+                    uniforms: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
+                    finals: torch.Tensor | None = None) -> torch.Tensor:
         """Codes (N, Z) of a word prior's slots drawn given global codes g (N, G), the noise eps (N, Z) their
         source of randomness: slot i's word by the uniform Phi(eps[:, i d]) (or `uniforms` (N, K), when given), an
-        OTHER slot's place by eps[:, i d: (i + 1) d] (`prior.WordPrior.sample`)."""
+        OTHER slot's place by eps[:, i d: (i + 1) d], closing near target `lengths` (N,) in words when given, on
+        one of the words `finals` (C,) (`prior.WordPrior.sample`)."""
         c = self.config
         K, d = c.slots, c.slot_dim
         noise = eps[:, :K * d].reshape(-1, K, d).float()
@@ -199,13 +201,14 @@ class TextVAE(nn.Module):
             uniforms = 0.5 * (1 + torch.erf(noise[:, :, 0] / math.sqrt(2)))
         means, logvars = self.component_table()
         s, _ = self.word_prior.sample(g.float(), uniforms.float(), noise, self._empty_slot().float(), means, logvars,
-                                      temperature, top_p)
+                                      temperature, top_p, lengths=lengths, finals=finals)
         return torch.cat([s.reshape(len(g), -1), g.float()], dim=1).to(eps.dtype)
 
     @torch.no_grad()
-    def places(self, z: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
+    def places(self, z: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """The uniforms (N, K) with which the word prior, from the global codes of z (N, Z), draws z's words (each
-        slot read as its nearest component): the codes' points in the prior's noise space (`codes_given`)."""
+        slot read as its nearest component): the codes' points in the prior's noise space (`codes_given`); and
+        the codes' words (N,)."""
         c = self.config
         s, g = self._slots(z).float(), z[:, c.latent_dim - c.global_dim:].float()
         means, logvars = self.component_table()
@@ -215,7 +218,7 @@ class TextVAE(nn.Module):
         classes = classes.masked_fill(torch.arange(c.slots, device=z.device).unsqueeze(0) >= words.unsqueeze(1), END)
         _, u = self.word_prior.sample(g, torch.zeros_like(classes, dtype=torch.float), s, self._empty_slot().float(),
                                       means, logvars, temperature, top_p, forced=classes, forced_slots=s)
-        return u
+        return u, words
 
     def word_count(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The words (B,) of each item, as the code's slots count them (at least 1, at most `slots`)."""

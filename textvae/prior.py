@@ -195,7 +195,9 @@ class WordPrior(nn.Module):
     def sample(self, g: torch.Tensor, uniforms: torch.Tensor, noise: torch.Tensor, empty: torch.Tensor,
                means: torch.Tensor, logvars: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0,
                other_words: bool = False, forced: torch.Tensor | None = None,
-               forced_slots: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               forced_slots: torch.Tensor | None = None,
+               lengths: torch.Tensor | None = None,
+               finals: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Slots (N, K, d) from the prior given g (N, G): at each place a class drawn by the inverse of its
         distribution's CDF at `uniforms` (N, K) (the same uniforms, the same draws: a path shares them), then the
         slot: a word's component mean (the code of the word written alone: `means` (C, d)), or for OTHER
@@ -203,7 +205,10 @@ class WordPrior(nn.Module):
         `temperature` and `top_p` (nucleus, Holtzman et al. 2020) sharpen the choice of words; 0 takes the
         likeliest. Words outside the vocabulary (OTHER) are drawn only with `other_words`: the decoder spells what
         a slot holds, and a point drawn from the broad Gaussian holds no word in particular. No three words come
-        twice in an item: the likeliest words would loop.
+        twice in an item: the likeliest words would loop. With target `lengths` (N,) in words (a path's inner
+        points: between its ends' lengths), from an item's target on, each word adds LENGTH_PULL nats
+        to the log-probabilities of the end and of the `finals` (C,) (the words that close a sentence, such as
+        "year."), so that it closes near its length as its sentences close.
 
         With `forced` classes (N, K) (END after the last word) and their slots `forced_slots` (N, K, d), the prior
         reads those instead of drawing, and the second result is, at each place, the middle of the forced class's
@@ -225,6 +230,11 @@ class WordPrior(nn.Module):
                 logp[:, END] = float("-inf")                                                 # at least one word
             if not other_words:
                 logp[:, OTHER] = float("-inf")
+            if lengths is not None and i > 0:
+                over = LENGTH_PULL * (i + 1 - lengths.to(logp.dtype)).clamp(min=0)
+                logp[:, END] += over
+                if finals is not None:
+                    logp += over.unsqueeze(1) * finals.to(logp.dtype)
             for j in range(2, i):
                 again = (chosen[:, j - 2] == chosen[:, i - 2]) & (chosen[:, j - 1] == chosen[:, i - 1])
                 if bool(again.any()):
@@ -248,6 +258,9 @@ class WordPrior(nn.Module):
             s[:, i] = torch.where(alive.unsqueeze(1), slot, s[:, i])
             x = self.embed(k) + self.from_slot(slot)
         return s, (chosen if forced is None else places)
+
+
+LENGTH_PULL = 1.0    # nats added to the log-probabilities of the end and of closing words, a word past a target length
 
 
 def _distribution(logp: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
