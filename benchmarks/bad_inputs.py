@@ -5,7 +5,9 @@
 
 Each row: the input, the command, the last line the user sees on stderr (or, for a streamed result, how
 soon its first line came), the exit code, and whether a Python traceback appeared (it never should).
-A case that reaches the catch-all "unexpected ..." line is a bug: the script then exits with status 1.
+A case that reaches the catch-all "unexpected ..." line, or that exits otherwise than its case expects (a
+number that is not finite, a text that is not Unicode: refused, exit 2), is a bug: the script then exits
+with status 1.
 `tests/test_bad_inputs.py` runs the fast cases in-process.
 """
 
@@ -47,6 +49,7 @@ def make_files(d: Path) -> None:
     (d / "big_line.txt").write_text("word1\nword2\n" + "x" * 5_000_000 + "\nword3\n")
     (d / "readonly.npy").write_bytes(b"old")
     os.chmod(d / "readonly.npy", stat.S_IRUSR)
+    (d / "surrogate.jsonl").write_text('{"text": "word1"}\n{"text": "wo\\ud800rd2"}\n')
 
 
 def make_model_files(d: Path) -> None:
@@ -63,12 +66,14 @@ def make_model_files(d: Path) -> None:
 
 
 LONG = "ab " * 33_334          # 100,002 characters
+NOT_UTF8 = "caf\udce9"          # what Python makes of the bytes b"caf\xe9" on a command line (surrogateescape)
 
 
 def cases(d: Path) -> list[tuple]:
     """(what, args, options): options may hold cwd, fast=False (seconds or more), stream=True (judged by how
-    soon its first line comes, then stopped), stdout (a path to send stdout to)."""
+    soon its first line comes, then stopped), stdout (a path to send stdout to), exit (the exit code expected)."""
     slow = {"fast": False}
+    refused = {"exit": 2}
     return [
         ("missing file", ["train", "nope.txt"], {}),
         ("empty file", ["train", "empty.txt"], {}),
@@ -126,11 +131,37 @@ def cases(d: Path) -> list[tuple]:
         ("evaluate --json in a missing directory", ["evaluate", "items.txt", "--model", "run", "--samples", "2",
                                                     "--num-samples", "5", "--json", "no/dir/e.json"], slow),
         ("bench --steps 0", ["bench", "--steps", "0"], {}),
+        # numbers that are not finite, of every option that takes a number (click's FloatRange lets NaN through)
+        ("--temperature nan", ["generate", "-n", "3", "--temperature", "nan", "--model", "run"], refused),
+        ("--temperature inf", ["generate", "-n", "3", "--temperature", "inf", "--model", "run"], refused),
+        ("--top-p nan", ["generate", "-n", "3", "--top-p", "nan", "--model", "run"], refused),
+        ("--repetition-penalty inf", ["generate", "-n", "3", "--repetition-penalty", "inf", "--model", "run"], refused),
+        ("--radius inf", ["generate", "-n", "3", "--near", "word1", "--radius", "inf", "--model", "run"], refused),
+        ("--temperature 1e39 (inf in float32)", ["generate", "--temperature", "1e39", "--model", "run"], refused),
+        ("--length-penalty -inf", ["reconstruct", "word1", "--length-penalty", "-inf", "--model", "run"], refused),
+        ("train --lr nan", ["train", "items.txt", "--lr", "nan"], refused),
+        ("train --free-bits nan", ["train", "items.txt", "--free-bits", "nan"], refused),
+        ("train --word-dropout nan", ["train", "items.txt", "--word-dropout", "nan"], refused),
+        ("train --minutes nan", ["train", "items.txt", "--minutes", "nan"], refused),
+        ("train --minutes inf", ["train", "items.txt", "--minutes", "inf"], refused),
+        ("train --seed -1", ["train", "items.txt", "--seed", "-1"], refused),
+        ("evaluate --seed 2^64", ["evaluate", "items.txt", "--seed", str(2**64), "--model", "run"], refused),
+        # text that is not Unicode: bytes that are not UTF-8 on the command line, a JSON "\ud800" in a corpus
+        ("a text that is not UTF-8", ["reconstruct", NOT_UTF8, "--model", "run"], refused),
+        ("--near a text that is not UTF-8", ["generate", "--near", NOT_UTF8, "--model", "run"], refused),
+        ("a file name that is not UTF-8", ["train", NOT_UTF8 + ".txt"], refused),
+        ("a corpus holding a lone surrogate (JSON)", ["train", "surrogate.jsonl"], {"exit": 1}),
+        ("a file name too long for the system", ["train", "n" * 300], {"exit": 1}),
+        ("--model of a name too long for the system", ["generate", "--model", "n" * 300], {"exit": 1}),
+        ("the same, with --errors replace", ["train", "surrogate.jsonl", "--errors", "replace", "--out", "r5", *TINY],
+         slow),
     ]
 
 
-def row(what: str, args: list[str], result, seconds: float, streamed: str | None = None) -> tuple[str, bool]:
-    """A Markdown row, and whether the case is a bug (a traceback or the catch-all line)."""
+def row(what: str, args: list[str], result, seconds: float, streamed: str | None = None,
+        expect: int | None = None) -> tuple[str, bool]:
+    """A Markdown row, and whether the case is a bug (a traceback, the catch-all line, or an exit code other than
+    `expect`)."""
     stderr, code = result
     lines = [line for line in stderr.splitlines() if line.strip()]
     last = lines[-1] if lines else ""
@@ -139,9 +170,9 @@ def row(what: str, args: list[str], result, seconds: float, streamed: str | None
     elif code == 0:
         last = (lines[0] if lines else "") + " … (ran normally)"
     shown_args = args[: len(args) - len(TINY)] if args[-len(TINY):] == TINY else args
-    shown = " ".join(["textvae"] + [a if a and " " not in a and len(a) < 40 else
+    shown = " ".join(["textvae"] + [a if a and " " not in a and len(a) < 40 and a.isprintable() else
                                     (repr(a) if len(a) < 40 else f"'<{len(a):,} characters>'") for a in shown_args])
-    bug = "Traceback" in stderr or "unexpected" in stderr
+    bug = "Traceback" in stderr or "unexpected" in stderr or expect is not None and code != expect
     tb = "yes" if "Traceback" in stderr else "no"
     return f"| {what} | `{shown}` | {last.replace('|', '/')[:160]} | {code} | {tb} |", bug
 
@@ -187,12 +218,13 @@ def main() -> None:
             if fast_only and not opts.get("fast", True):
                 continue
             result, seconds, streamed = run_subprocess(d, args, opts, env)
-            line, bug = row(what, args, result, seconds, streamed)
+            line, bug = row(what, args, result, seconds, streamed, opts.get("exit"))
             bugs += bug
             print(line, flush=True)
         assert not (d / "PWNED").exists(), "a pickle payload ran"
         os.chmod(d / "ro", stat.S_IRWXU)
-    print(f"\n{bugs} case(s) reached a traceback or the catch-all 'unexpected' line")
+    print(f"\n{bugs} case(s) reached a traceback or the catch-all 'unexpected' line, or exited otherwise than "
+          "expected")
     sys.exit(1 if bugs else 0)
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from textvae.data import DataError, EncodedItems, corpus_name, read_corpus, resolve_corpus, split_valid
+from textvae.data import DataError, EncodedItems, corpus_name, iter_items, read_corpus, resolve_corpus, split_valid
 from textvae.tokenizer import PAD_ID, CharTokenizer
 
 
@@ -183,3 +183,18 @@ def test_head_keeps_the_first_items_that_fit_a_number_of_characters():
     want_tokens, want_lengths = data.batch(np.arange(3))
     assert torch.equal(tokens, want_tokens) and torch.equal(lengths, want_lengths)
     assert part.labels_of([0, 1, 2]).tolist() == [0, 1, 0]
+
+
+def test_text_that_is_not_unicode_is_refused_replaced_or_dropped_as_errors_says(tmp_path):
+    """A lone surrogate (a JSON "\\ud800" escape, or a codec like unicode_escape) is no character: --errors treats it
+    as it treats bytes not valid in the encoding, in every reader."""
+    jsonl, escaped = tmp_path / "c.jsonl", tmp_path / "c.txt"
+    jsonl.write_text('{"text": "alpha"}\n{"text": "be\\ud800ta"}\n')
+    escaped.write_text("alpha\nbe\\ud800ta\n")
+    for path, encoding in ((jsonl, "utf-8"), (escaped, "unicode_escape")):
+        with pytest.raises(DataError, match="line 2 holds a lone surrogate"):
+            read_corpus(str(path), encoding=encoding)
+        assert read_corpus(str(path), encoding=encoding, errors="replace").items == ["alpha", "be\ufffdta"]
+        assert read_corpus(str(path), encoding=encoding, errors="ignore").items == ["alpha", "beta"]
+    with pytest.raises(DataError, match="line 2 holds a lone surrogate"):
+        list(iter_items(str(escaped), encoding="unicode_escape"))          # the reader of reconstruct --file

@@ -5,6 +5,7 @@ import asyncio
 import json
 import socket
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,7 +158,20 @@ BAD_REQUESTS = [
     ("not JSON", "POST", "sample", b"{n: 3", 400, "not JSON"),
     ("JSON but not an object", "POST", "sample", b"[1, 2]", 400, "must be a JSON object"),
     ("not UTF-8", "POST", "sample", b'{"n": "\xff"}', 400, "not UTF-8"),
-    ("NaN", "POST", "near", b'{"text": "apple", "radius": NaN}', 400, "NaN is not a number"),
+    ("NaN", "POST", "near", b'{"text": "apple", "radius": NaN}', 400, "radius: must be a finite number, not NaN"),
+    ("Infinity", "POST", "sample", b'{"temperature": Infinity}', 400, "temperature: must be a finite number"),
+    ("-Infinity in a code", "POST", "decode", b'{"z": [-Infinity, 0, 0, 0, 0, 0, 0, 0]}', 400,
+     "z: must be a finite number"),
+    ("1e400", "POST", "near", b'{"text": "apple", "radius": 1e400}', 400, "radius: must be a finite number"),
+    ("a whole number of 400 digits", "POST", "sample", b'{"top_p": 1' + b"0" * 400 + b"}", 400,
+     "top_p: must be a finite number"),
+    ("a lone surrogate in a text", "POST", "reconstruct", b'{"text": "\\ud800abc"}', 400,
+     "text: not Unicode text: character 1 is a lone surrogate (U+D800)"),
+    ("a lone surrogate in a list of texts", "POST", "encode", b'{"texts": ["apple", "a\\udcff"]}', 400,
+     "texts[1]: not Unicode text"),
+    ("a lone surrogate in a field name", "POST", "sample", b'{"\\ud800": 1}', 400, 'unknown field "\\ud800"'),
+    ("a lone surrogate as a label", "POST", "sample", b'{"label": "\\udcff"}', 400, "trained without labels"),
+    ("a lone surrogate, unescaped", "POST", "near", b'{"text": "\xed\xa0\x80"}', 400, "not UTF-8"),
     ("text of the wrong type", "POST", "interpolate", {"a": 5, "b": "river"}, 400, "a: must be a string"),
     ("count of the wrong type", "POST", "sample", {"n": "10"}, 400, "n: must be a whole number"),
     ("true for a number", "POST", "sample", {"n": True}, 400, "n: must be a whole number"),
@@ -189,6 +203,13 @@ def test_bad_requests_get_a_4xx_and_one_line(client, what, method, route, body, 
     assert r.status_code == status, r.text
     error = r.json()["error"]
     assert message in error and "\n" not in error and "Traceback" not in error and len(error) < 200
+
+
+def test_a_string_that_utf8_cannot_hold_goes_out_as_its_escape(model, monkeypatch):
+    """A model path whose bytes are not UTF-8 (Python's lone surrogates) is answered, not a 500."""
+    monkeypatch.setattr(model, "path", Path("/runs/caf\udce9"))
+    r = TestClient(create_app(Explorer(model))).get("/api/info")
+    assert r.status_code == 200 and b"caf\\udce9" in r.content and r.json()["model"] == "/runs/caf\udce9"
 
 
 def test_a_body_without_its_length_is_still_bounded(client):

@@ -24,7 +24,7 @@ from .loop import Streams, new_seed, random_stream
 from .model import TextVAE, reparameterize
 from .sample import blocks, generate_prior
 from .settings import BLOCK, MAX_DECODE_LEN, MAX_PATH_STEPS, WORD_TOP_P, TextTooLong  # noqa: F401 (the API's names)
-from .tokenizer import CharTokenizer
+from .tokenizer import CharTokenizer, check_unicode
 
 DEFAULT_GUIDANCE = 1.0      # classifier-free guidance weight for conditional models trained with label dropout
 
@@ -136,7 +136,9 @@ class Model:
         return int(self.run.data.max_len or max(self.run.longest_item or 0, 256))
 
     def fit_lengths(self, texts: list[str]) -> list[str]:
-        """`texts` checked against `max_len`: cut to it when `self.truncate`, else a ValueError naming it."""
+        """`texts` checked: Unicode text (else `NotUnicode`), and against `max_len`: cut to it when
+        `self.truncate`, else a ValueError naming it."""
+        check_unicode(texts)
         limit = self.max_len
         long = [i for i, t in enumerate(texts) if len(t) > limit]
         if not long:

@@ -20,7 +20,8 @@ from . import options as opt
 from .checkpoint import CheckpointError
 from .data import DataConfig, DataError
 from .output import OutputError, write_file
-from .settings import Decoding, RunError, TextTooLong, TrainConfig, TrainingError
+from .settings import Decoding, NotUnicode, RunError, TextTooLong, TrainConfig, TrainingError
+from .tokenizer import not_unicode
 
 # Under torchrun only the first process talks.
 err = Console(stderr=True, highlight=False, soft_wrap=True, quiet=distributed.launched_rank() != 0)
@@ -40,6 +41,7 @@ class Group(click.Group):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
+            _check_arguments(sys.argv[1:] if args is None else args)
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                               standalone_mode=False, **extra)
         except click.exceptions.Exit as e:
@@ -51,6 +53,8 @@ class Group(click.Group):
             fail(_plain(e.format_message()) + ctx_hint, e.exit_code)
         except click.exceptions.Abort:
             fail("aborted", 130)
+        except NotUnicode as e:         # a usage error, as click's own
+            fail(_plain(str(e)), 2)
         except (UserError, DataError, CheckpointError, RunError, TrainingError, TextTooLong, OutputError) as e:
             fail(_plain(str(e)))
         except BrokenPipeError:           # the reader went away (`textvae generate | head`): stop quietly
@@ -63,11 +67,25 @@ class Group(click.Group):
         except Exception as e:  # a bug of ours: still one line, with a way to see the traceback
             if os.environ.get("TEXTVAE_DEBUG"):
                 raise
+            if isinstance(e, OSError) and isinstance(e.filename, str):      # a path the system refuses: too
+                name = e.filename if len(e.filename) <= 60 else e.filename[:57] + "..."   # long, a loop of links
+                fail(f"cannot use {_plain(repr(name))}: {(e.strerror or str(e)).lower()}")
             fail(f"unexpected {type(e).__name__}: {_plain(str(e))[:300]} "
                  "(please report it; TEXTVAE_DEBUG=1 shows the traceback)", 3)
         if isinstance(rv, int):
             sys.exit(rv)
         sys.exit(0)
+
+
+def _check_arguments(args) -> None:
+    """Every argument is Unicode text: bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape),
+    which no output, file or checkpoint can hold, so they are refused here, before any is read as a text, a path
+    or a name."""
+    for i, arg in enumerate(args, 1):
+        why = not_unicode(arg) if isinstance(arg, str) else None
+        if why is not None:
+            shown = repr(arg) if len(arg) <= 40 else repr(arg[:37]) + "..."
+            raise NotUnicode(f"argument {i} ({shown}) is not Unicode text: {why} (bytes that are not UTF-8)")
 
 
 def _plain(text: str) -> str:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import torch
 
 from .config import Saved
-from .tokenizer import CharTokenizer, pad_batch
+from .tokenizer import LONE_SURROGATE, CharTokenizer, pad_batch
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json", ".parquet"}
 SPLIT_STEMS = {"train", "valid", "validation", "test", "dev", "data"}
@@ -146,7 +146,23 @@ def _decode_bytes(data: bytes, path: Path, encoding: str, errors: str) -> str:
                         f"(try --encoding latin-1 or --errors replace)") from None
     except LookupError:
         raise DataError(f"unknown encoding {encoding!r}") from None
-    return text.lstrip("\ufeff")
+    return _unicode(text, errors, path).lstrip("\ufeff")
+
+
+def _unicode(text: str, errors: str, path: Path, line: int = 1) -> str:
+    """`text` (from line `line` of `path` on) with its lone surrogates, which are no characters (a JSON "\\ud800"
+    escape, or a codec such as unicode_escape, makes them), taken as bytes not valid in the encoding are: `errors`
+    strict refuses the file, naming the line; replace puts U+FFFD in their place; ignore drops them."""
+    if text.isascii():
+        return text
+    found = LONE_SURROGATE.search(text)
+    if found is None:
+        return text
+    if errors == "strict":
+        line += text.count("\n", 0, found.start())
+        raise DataError(f"{path} is not Unicode text: line {line:,} holds a lone surrogate "
+                        f"(U+{ord(found.group()):04X}), not a character (try --errors replace)")
+    return LONE_SURROGATE.sub("\ufffd" if errors == "replace" else "", text)
 
 
 def _read_lines(path: Path, encoding: str, errors: str) -> list[str]:
@@ -216,8 +232,9 @@ def _read_table(path: Path, suffix: str, column: str | None, encoding: str, erro
                 col = _pick_column(list(obj), column, path.name)
                 if label_column is not None:
                     _pick_column(list(obj), label_column, path.name)
-            rows.append(_cell(obj.get(col)))
-            labels.append(_label_of(obj.get(label_column)) if label_column else "")
+            text = _cell(obj.get(col))          # JSON's "\ud800" escapes are read here, after the bytes' decoding
+            rows.append(None if text is None else _unicode(text, errors, path, number))
+            labels.append(_unicode(_label_of(obj.get(label_column)), errors, path, number) if label_column else "")
         if col is None:
             raise DataError(f"no items to read in {path}")
         return rows, (labels if label_column else None)
@@ -429,6 +446,7 @@ def _iter_line_chunks(path: Path, encoding: str, errors: str, block: int = 8 * 2
                 bad_line = line_no + (tail + raw[: e.start].decode(encoding, "replace")).count("\n") + 1
                 raise DataError(f"{path} is not {encoding} text: bad byte near line {bad_line} "
                                 f"(try --encoding latin-1 or --errors replace)") from None
+            text = _unicode(text, errors, path, line_no + 1)
             if first:
                 text = text.lstrip("\ufeff")
                 first = False

@@ -4,6 +4,7 @@ dataclasses (`DataConfig`, `ModelConfig`, `TrainConfig`, `Decoding`, `BenchConfi
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import click
 
@@ -31,6 +32,31 @@ from .settings import (
     ModelConfig,
     TrainConfig,
 )
+
+LARGEST = 1e6      # a number option's upper bound where it sets none: past it no setting means anything, and
+                   # some overflow float32 arithmetic (--temperature 1e39 divides logits by inf)
+SEED = click.IntRange(0, 2**63 - 1)    # what torch.manual_seed and numpy's generators all take
+
+
+class Number(click.FloatRange):
+    """A FloatRange that refuses nan, inf and -inf (NaN passes every comparison with a bound, so FloatRange lets it
+    through), and numbers past `LARGEST` where the option sets no upper bound."""
+
+    name = "number"
+
+    def __init__(self, min: float | None = None, max: float | None = None, min_open: bool = False,
+                 max_open: bool = False):
+        super().__init__(min, LARGEST if max is None else max, min_open, max_open)
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+    def _describe_range(self) -> str:
+        lower = "" if self.min is None else f"{self.min:,.15g}{'<' if self.min_open else '<='}"
+        return f"{lower}x{'<' if self.max_open else '<='}{self.max:,.15g}"
 
 
 def _default(cls, name: str):
@@ -81,7 +107,9 @@ TRAIN_OPTIONS = [
                  help="Skip items longer than this many characters."),
     click.option("--encoding", default=_default(DataConfig, "encoding"), show_default=True, help="Text encoding of the corpus."),
     click.option("--errors", type=click.Choice(["strict", "replace", "ignore"]), default=_default(DataConfig, "errors"),
-                 show_default=True, help="What to do with bytes that are not valid in --encoding."),
+                 show_default=True, help="What to do with bytes that are not valid in --encoding, and with text that "
+                 "is not Unicode (a lone surrogate, as a JSON \"\\ud800\" escape makes): refuse the file, "
+                 "replace each with U+FFFD, or drop it."),
     click.option("--cell", type=click.Choice(list(CELL_NAMES)), default=_m("cell"), show_default=True, help="Recurrent unit."),
     click.option("--embed-dim", type=click.IntRange(1, 65536), default=_m("embed_dim"), show_default=True,
                  help="Character embedding size."),
@@ -119,7 +147,7 @@ TRAIN_OPTIONS = [
                       f"{DEFAULT_EPOCHS} epochs, at least {MIN_STEPS:,} steps, at most "
                       f"{DEFAULT_MINUTES['cpu']:g} min on a CPU or {DEFAULT_MINUTES['cuda']:g} on a GPU]."),
     click.option("--steps", type=click.IntRange(1), help="The budget in optimiser steps instead."),
-    click.option("--minutes", type=click.FloatRange(0, min_open=True),
+    click.option("--minutes", type=Number(0, min_open=True),
                  help="The budget in minutes: steps are planned from a measured step time; stops (and saves) "
                       "at this time at the latest."),
     click.option("--patience", type=click.IntRange(1),
@@ -129,33 +157,33 @@ TRAIN_OPTIONS = [
     click.option("--batch-size", type=click.IntRange(1),
                  help=f"Items per step [default: 64 on a CPU, 128 for corpora of {SMALL_CORPUS:,} items or more, "
                       f"{GPU_BATCH} on a GPU; {LEGACY_BATCH} with --lr-schedule constant]."),
-    click.option("--lr", type=click.FloatRange(0, min_open=True),
+    click.option("--lr", type=Number(0, min_open=True),
                  help=f"Peak Adam learning rate [default: {DEFAULT_LR:g}; {LEGACY_LR:g} with --lr-schedule constant]."),
     click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_t("lr_schedule"), show_default=True,
                  help="Warm-up, then cosine or linear decay to --lr-floor at the budget's end; constant: no "
                       "decay, the earlier behaviour (10 epochs by default, KL warm-up not fitted to the budget)."),
     click.option("--lr-warmup", type=click.IntRange(0), help="Steps of learning-rate warm-up [default: 5% of the "
                  "budget, at most 500]."),
-    click.option("--lr-floor", type=click.FloatRange(0, 1), default=_t("lr_floor"), show_default=True,
+    click.option("--lr-floor", type=Number(0, 1), default=_t("lr_floor"), show_default=True,
                  help="The learning rate at the budget's end, as a share of --lr."),
     click.option("--kl-schedule", type=click.Choice(SCHEDULES), default=_t("kl_schedule"),
                  help=f"KL annealing (Bowman et al. 2016; cyclical: Fu et al. 2019) [default: {_t('kl_schedule')}; "
                       "constant with --decoder-from]."),
     click.option("--kl-warmup", type=click.IntRange(1), default=_t("kl_warmup"), show_default=True,
                  help="Steps for beta to reach its maximum (steps per cycle when cyclical)."),
-    click.option("--beta", type=click.FloatRange(0), default=_t("beta"), show_default=True, help="Final weight of the KL term."),
-    click.option("--free-bits", type=click.FloatRange(0), default=_t("free_bits"),
+    click.option("--beta", type=Number(0), default=_t("beta"), show_default=True, help="Final weight of the KL term."),
+    click.option("--free-bits", type=Number(0), default=_t("free_bits"),
                  help="Nats per latent dimension that cost nothing (Kingma et al. 2016); 0 turns it off "
                       f"[default: {_t('free_bits')}; {WARM_FREE_BITS} with --decoder-from]."),
-    click.option("--word-dropout", type=click.FloatRange(0, 1, max_open=True),
+    click.option("--word-dropout", type=Number(0, 1, max_open=True),
                  help="Chance of hiding each decoder input character (Bowman et al. 2016) [default: "
                       f"{DEFAULT_WORD_DROPOUT:g}; {LEGACY_WORD_DROPOUT:g} with --lr-schedule constant]."),
-    click.option("--label-dropout", type=click.FloatRange(0, 1, max_open=True), default=_t("label_dropout"),
+    click.option("--label-dropout", type=Number(0, 1, max_open=True), default=_t("label_dropout"),
                  show_default=True, help="With --label: chance of hiding an item's label, so the model also learns "
                  "items with no label and can be guided towards one when decoding (--guidance); 0 turns it off."),
-    click.option("--clip", type=click.FloatRange(0, min_open=True), default=_t("clip"), show_default=True,
+    click.option("--clip", type=Number(0, min_open=True), default=_t("clip"), show_default=True,
                  help="Gradient-norm clipping."),
-    click.option("--seed", type=int, default=_t("seed"), show_default=True, help="Seed for all randomness."),
+    click.option("--seed", type=SEED, default=_t("seed"), show_default=True, help="Seed for all randomness."),
     click.option("--device", default=_t("device"), show_default=True, help="auto (CUDA when present), cpu or cuda."),
     click.option("--amp/--no-amp", default=_t("amp"), show_default=True, help="Mixed precision on CUDA."),
     click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events into RUN/tensorboard "
@@ -178,25 +206,25 @@ DECODING_OPTIONS = [
                  help="How to pick characters [default: sample for generate, beam (length-normalised) for "
                       "reconstruct, interpolate and analogy]."),
     click.option("--greedy", is_flag=True, help="Same as --strategy greedy."),
-    click.option("--temperature", "-t", type=click.FloatRange(0), default=_d("temperature"), show_default=True,
+    click.option("--temperature", "-t", type=Number(0), default=_d("temperature"), show_default=True,
                  help="Sampling temperature; 0 is greedy."),
     click.option("--top-k", type=click.IntRange(0), default=_d("top_k"), show_default=True,
                  help="Sample among the k best characters (0: all)."),
-    click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
+    click.option("--top-p", type=Number(0, 1, min_open=True),
                  help="Nucleus sampling: the smallest set of characters (a sentence model's words) with this much "
                       f"probability [default: 1, all; a sentence model's words: {WORD_TOP_P}]."),
     click.option("--beam", type=click.IntRange(1, 256), default=_d("beam"), show_default=True,
                  help="Beam width (--strategy beam)."),
-    click.option("--length-penalty", type=click.FloatRange(0), default=_d("length_penalty"), show_default=True,
+    click.option("--length-penalty", type=Number(0), default=_d("length_penalty"), show_default=True,
                  help="Beam ranking: log-probability / length^this (0: raw log-probability)."),
     click.option("--no-repeat-ngram", type=click.IntRange(0, 10_000), default=_d("no_repeat_ngram"), show_default=True,
                  help="Never emit a run of this many characters twice in one item: no loops (0: off)."),
-    click.option("--repetition-penalty", type=click.FloatRange(1.0), default=_d("repetition_penalty"), show_default=True,
+    click.option("--repetition-penalty", type=Number(1.0), default=_d("repetition_penalty"), show_default=True,
                  help="Discourage characters already emitted (Keskar et al. 2019); 1: off."),
-    click.option("--guidance", type=click.FloatRange(0),
+    click.option("--guidance", type=Number(0),
                  help="A conditional model trained with label dropout: how hard to steer towards the label "
                       "(classifier-free guidance; 0: none) [default: 1]."),
-    click.option("--seed", type=int, help="Seed: the same seed prints the same items."),
+    click.option("--seed", type=SEED, help="Seed: the same seed prints the same items."),
     click.option("--max-len", type=click.IntRange(1, MAX_DECODE_LEN),
                  help="Longest item, in characters [default: from the training data]."),
     TRUNCATE_OPTION,
@@ -240,7 +268,7 @@ GENERATE_OPTIONS = [
     click.option("-n", "--num", type=click.IntRange(1), default=10, show_default=True,
                  help="How many items (printed a block at a time as they are made, so any number is fine)."),
     click.option("--near", help="Sample codes around this text's posterior instead of from the prior."),
-    click.option("--radius", type=click.FloatRange(0), default=1.0, show_default=True,
+    click.option("--radius", type=Number(0), default=1.0, show_default=True,
                  help="With --near: how many posterior standard deviations to wander."),
     click.option("--stats", is_flag=True, help="Also report (on stderr) how many samples are new, copied or repeated."),
 ]
@@ -279,12 +307,12 @@ EVALUATE_OPTIONS = [
                  help="Prior codes decoded greedily, for the runaway rate."),
     click.option("--train-file", help="Training items, to tell copies from new samples [default: the run's corpus]."),
     click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures to this JSON file."),
-    click.option("--seed", type=int, default=0, show_default=True, help="Seed for the importance samples and samples."),
+    click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for the importance samples and samples."),
     click.option("--label", "label_column",
                  help="Label column of FILE [default: a conditional model's own]: judge whether samples carry labels."),
     click.option("--per-label", type=click.IntRange(1, 100_000), default=500, show_default=True,
                  help="Samples generated per label to judge a conditional model."),
-    click.option("--guidance", type=click.FloatRange(0),
+    click.option("--guidance", type=Number(0),
                  help="Guidance of a conditional model's samples (see `generate --help`) [default: the model's]."),
     click.option("--device", default="auto", show_default=True,
                  help="Where to evaluate: auto (CUDA when present), cpu or cuda."),

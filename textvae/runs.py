@@ -294,4 +294,5 @@ def resume(run_dir: str, overrides: dict, progress=None) -> Run:
 def remember(out_dir: Path) -> None:
     """Note `out_dir` as the run that commands here use when no --model is given."""
     if distributed.is_main():
-        Path(LAST_RUN_FILE).write_text(str(out_dir.resolve()) + "\n", encoding="utf-8")
+        # a path is bytes: one that is not UTF-8 (its surrogates) is written back as the bytes it was
+        Path(LAST_RUN_FILE).write_text(str(out_dir.resolve()) + "\n", encoding="utf-8", errors="surrogateescape")

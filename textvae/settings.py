@@ -8,6 +8,7 @@ the modules that use them import them from here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -19,6 +20,8 @@ SCHEDULES = ("constant", "linear", "logistic", "cyclical")
 
 MAX_PATH_STEPS = 1000       # points on an interpolation path, at most
 MAX_DECODE_LEN = 100_000    # characters of one decoded item, at most
+MIN_TEMPERATURE = 1e-6  # sampling below this temperature is greedy: logits / T would overflow float32 (3.4e38),
+                        # and at 1e-6 a character 1e-5 nats less likely than the best is 22,000 times rarer already
 WORD_TOP_P = 0.95       # a word prior's samples: the nucleus (Holtzman et al. 2020) its words are drawn from
 BLOCK = 256     # items generated together: each block has its own seed (`api.Model.iter_generate`)
 SLOT_SUMMARY = 64       # size of the code summary fed to every decoder step when the code is made of slots
@@ -196,7 +199,8 @@ class Decoding:
     Greedy decoding is `strategy="greedy"`; sampling at temperature 0 is the same thing and is
     turned into it here, so there is one code path for it."""
     strategy: str = "greedy"          # greedy | sample | beam
-    temperature: float = 1.0          # sampling: below 1 sharper, above 1 flatter; 0 is greedy
+    temperature: float = 1.0          # sampling: below 1 sharper, above 1 flatter; 0 (below MIN_TEMPERATURE) is
+                                      # greedy
     top_k: int = 0                    # sampling among the k best characters (0: all)
     top_p: float | None = None        # nucleus sampling: the smallest set with this much probability; None: the
                                       # model's default (all characters; a word prior's words: WORD_TOP_P)
@@ -211,12 +215,17 @@ class Decoding:
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}")
+        numbers = {"temperature": self.temperature, "top_p": self.top_p, "length_penalty": self.length_penalty,
+                   "repetition_penalty": self.repetition_penalty, "guidance": self.guidance}
+        for name, x in numbers.items():         # NaN passes every comparison below
+            if x is not None and not math.isfinite(x):
+                raise ValueError(f"decoding needs a finite {name}, not {x}")
         if (self.temperature < 0 or (self.top_p is not None and not 0 < self.top_p <= 1) or self.top_k < 0
                 or self.beam < 1
                 or self.no_repeat_ngram < 0):
             raise ValueError("decoding needs temperature >= 0, 0 < top_p <= 1, top_k >= 0, beam >= 1 and "
                              "no_repeat_ngram >= 0")
-        if self.strategy == "sample" and self.temperature == 0:
+        if self.strategy == "sample" and self.temperature < MIN_TEMPERATURE:
             object.__setattr__(self, "strategy", "greedy")
 
     def but(self, **changes) -> Decoding:
@@ -231,6 +240,12 @@ class TextTooLong(ValueError):
     """A text longer than the model's training length limit."""
 
 
+class NotUnicode(ValueError):
+    """A text holding a lone surrogate (U+D800-U+DFFF): half of a UTF-16 pair, no character. Python makes one of
+    bytes that are not UTF-8 (argv, through surrogateescape) or of a JSON "\\ud800" escape; no UTF-8 output, file
+    or response can hold it."""
+
+
 class TrainingError(Exception):
     """Training cannot go on (for example, the loss kept being NaN)."""
 
@@ -243,7 +258,7 @@ def last_run() -> Path | None:
     """The run the last `textvae train` in this directory wrote, if it is still there."""
     marker = Path(LAST_RUN_FILE)
     if marker.is_file():
-        path = Path(marker.read_text(encoding="utf-8").strip())
+        path = Path(marker.read_text(encoding="utf-8", errors="surrogateescape").strip())
         if path.exists():
             return path
     return None

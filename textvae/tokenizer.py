@@ -7,10 +7,13 @@ tokens; a character never seen in training maps to <unk> instead of failing.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
+
+from .settings import NotUnicode
 
 if TYPE_CHECKING:
     import torch
@@ -22,6 +25,28 @@ PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 # A checkpoint's vocabulary is data from a file that may not be trusted: refuse
 # anything larger than every Unicode code point could need.
 MAX_VOCAB = 1_114_112 + len(SPECIALS)
+
+# Half of a UTF-16 pair: a code point that is no character, and that no UTF-8 text can hold (see `NotUnicode`).
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def not_unicode(text: str) -> str | None:
+    """Why `text` is not Unicode text (its first lone surrogate), or None when it is."""
+    if text.isascii():
+        return None
+    found = LONE_SURROGATE.search(text)
+    if found is None:
+        return None
+    return f"character {found.start() + 1:,} is a lone surrogate (U+{ord(found.group()):04X}), not a character"
+
+
+def check_unicode(texts: Sequence[str]) -> None:
+    """Refuse (`NotUnicode`) a text that is not Unicode text, whichever door it came in by."""
+    for i, text in enumerate(texts):
+        why = not_unicode(text)
+        if why is not None:
+            which = "the text" if len(texts) == 1 else f"text {i + 1:,}"
+            raise NotUnicode(f"{which} is not Unicode text: {why}")
 
 
 class CharTokenizer:

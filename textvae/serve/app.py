@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import socket
 import threading
@@ -158,7 +159,7 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = None)
         async def handle(request: Request) -> JSONResponse:
             body = await read_json(request, MAX_BODY) if request.method == "POST" else dict(request.query_params)
             job = route(explorer, Query(body, explorer.model))
-            return JSONResponse(await worker.run(job))
+            return Reply(await worker.run(job))
         return handle
 
     async def page(request: Request) -> FileResponse:
@@ -174,8 +175,17 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = None)
     return app
 
 
+class Reply(JSONResponse):
+    """A JSON response that encodes whatever its strings hold: a lone surrogate (a model path whose bytes are not
+    UTF-8, a character of an old checkpoint) goes out as its \\u escape, where UTF-8 would fail."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+            "utf-8", "backslashreplace")
+
+
 def _error(status: int, message: str, headers=None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return Reply({"error": message}, status_code=status, headers=headers)
 
 
 async def _refused(request: Request, e: BadRequest) -> JSONResponse:

@@ -6,11 +6,13 @@ A request that fails a check raises `BadRequest`, whose message is the one line 
 from __future__ import annotations
 
 import json
+import math
 
 from starlette.requests import Request
 
 from ..api import Model
 from ..decode import STRATEGIES
+from ..tokenizer import not_unicode
 
 MAX_BODY = 64 * 1024        # bytes of a request body
 MAX_ITEMS = 100             # items one request decodes or encodes
@@ -51,6 +53,9 @@ class Query:
             raise BadRequest(f"{key}: missing (a text)")
         if not isinstance(value, str):
             raise BadRequest(f"{key}: must be a string, not {_kind(value)}")
+        why = not_unicode(value)
+        if why is not None:
+            raise BadRequest(f"{key}: not Unicode text: {why}")
         if not value.strip():
             raise BadRequest(f"{key}: empty text; give at least one character")
         if len(value) > self.model.max_len:
@@ -70,7 +75,7 @@ class Query:
         if not isinstance(value, int) or isinstance(value, bool):
             raise BadRequest(f"{key}: must be a whole number, not {_kind(value)}")
         if not low <= value <= high:
-            raise BadRequest(f"{key}: must be between {low:,} and {high:,}, not {value:,}")
+            raise BadRequest(f"{key}: must be between {low:,} and {high:,}, not {_shown(value)}")
         return value
 
     def number(self, key: str, default: float | None, low: float, high: float) -> float | None:
@@ -81,9 +86,15 @@ class Query:
     def _number(key: str, value, low: float, high: float) -> float:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise BadRequest(f"{key}: must be a number, not {_kind(value)}")
-        if not low <= value <= high:
-            raise BadRequest(f"{key}: must be between {low:g} and {high:g}, not {value:g}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:           # a whole number past float's range
+            number = math.inf if value > 0 else -math.inf
+        if not math.isfinite(number):   # NaN, Infinity, 1e400: Python's json reads them all
+            raise BadRequest(f"{key}: must be a finite number, not {_shown(value)}")
+        if not low <= number <= high:
+            raise BadRequest(f"{key}: must be between {low:g} and {high:g}, not {number:g}")
+        return number
 
     def choice(self, key: str, default: str | None, choices) -> str | None:
         value = self._get(key)
@@ -152,15 +163,18 @@ def _kind(value) -> str:
 
 
 def _shown(value) -> str:
+    """`value` as JSON, cut to 40 characters; a lone surrogate as its \\u escape, which a response can hold."""
     text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 40 else text[:37] + "..."
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 async def read_json(request: Request, limit: int) -> dict:
-    """The request's JSON object, read to at most `limit` bytes; an empty body is {}."""
+    """The request's JSON object, read to at most `limit` bytes; an empty body is {}. JSON's NaN and Infinity
+    (which Python's json reads) are left to the field that reads them to refuse, naming it."""
     too_big = BadRequest(f"the request body is over {limit // 1024} KB", 413)
     length = request.headers.get("content-length", "0")
-    if not length.isdigit() or int(length) > limit:
+    if not (length.isascii() and length.isdigit()) or int(length) > limit:
         raise too_big
     raw = bytearray()
     async for chunk in request.stream():
@@ -170,7 +184,7 @@ async def read_json(request: Request, limit: int) -> dict:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise BadRequest("the body is not UTF-8 text") from None
     except json.JSONDecodeError as e:
@@ -180,7 +194,3 @@ async def read_json(request: Request, limit: int) -> dict:
     if not isinstance(body, dict):
         raise BadRequest('the body must be a JSON object, like {"text": "house"}')
     return body
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number here")
