@@ -153,6 +153,8 @@ def cases(d: Path) -> list[tuple]:
         ("a corpus holding a lone surrogate (JSON)", ["train", "surrogate.jsonl"], {"exit": 1}),
         ("a file name too long for the system", ["train", "n" * 300], {"exit": 1}),
         ("--model of a name too long for the system", ["generate", "--model", "n" * 300], {"exit": 1}),
+        ("--device cuda:7 on a machine without it", ["evaluate", "items.txt", "--device", "cuda:7", "--model", "run"],
+         {"exit": 1}),
         ("the same, with --errors replace", ["train", "surrogate.jsonl", "--errors", "replace", "--out", "r5", *TINY],
          slow),
     ]

@@ -69,10 +69,15 @@ def _sync(device: torch.device) -> None:
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for, but no CUDA GPU is available")
     if name not in DEVICES and not name.startswith("cuda:"):
         raise TrainingError(f"unknown device {name!r}: use auto, cpu or cuda")
+    if name.startswith("cuda"):
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not gpus:
+            raise TrainingError(f"--device {name} was asked for, but no CUDA GPU is available")
+        index = name.partition(":")[2]
+        if index and not (index.isdigit() and int(index) < gpus):
+            raise TrainingError(f"--device {name}: this machine's GPUs are cuda:0 to cuda:{gpus - 1}")
     return torch.device(name)
 
 
