@@ -94,8 +94,9 @@ class Model:
         """The prior that samples' codes come from, in words."""
         c = self.model.config
         if c.word_prior:
-            return (f"a language model over the word slots ({c.word_prior:,} words and others), started from a "
-                    f"global code of {c.global_dim} dimensions under N(0, I), learned with the model")
+            pieces = ("character slots", "characters") if c.slot_unit == "char" else ("word slots", "words")
+            return (f"a language model over the {pieces[0]} ({c.word_prior:,} {pieces[1]} and others), started from "
+                    f"a global code of {c.global_dim} dimensions under N(0, I), learned with the model")
         if c.slot_prior:
             return f"a bigram model over {c.slot_prior} clusters of the training codes' word slots (fitted)"
         if c.fitted_prior:
