@@ -15,9 +15,9 @@ from textvae.prior import END, FIRST_WORD, OTHER, pick, vocabulary, word_hashes,
 from textvae.tokenizer import CharTokenizer
 from textvae.train import TrainConfig, train
 
-SUBJECTS = "the film|this movie|the cast|her story|the plot".split("|")
-VERBS = "is|feels|seems|remains".split("|")
-ENDS = "funny .|too long .|a quiet joy .|warm and sad .|not worth it .".split("|")
+SUBJECTS = ["the film", "this movie", "the cast", "her story", "the plot"]
+VERBS = ["is", "feels", "seems", "remains"]
+ENDS = ["funny .", "too long .", "a quiet joy .", "warm and sad .", "not worth it ."]
 
 
 def sentences(n: int, seed: int = 0) -> list[str]:
@@ -47,7 +47,7 @@ def test_characters_are_pieces_of_their_own_when_the_slots_follow_characters():
     assert words.tolist() == [3, 1, 4, 1]                           # at least one piece; the last slot takes the rest
     assert [tok.decode(p) for p in pieces.tolist()] == ["a", "b", "c", "a", "a", "b", "c", "de", ""]
     assert n.tolist() == [2, 2, 2, 2, 2, 2, 2, 3, 1]
-    hashes, _, kept = vocabulary(["abca", "b"], tok, -1)
+    _, _, kept = vocabulary(["abca", "b"], tok, -1)
     assert kept == ["a", "b"]                                       # each seen twice; c once
 
 
@@ -164,7 +164,7 @@ def test_a_saved_word_prior_model_gives_the_same_samples_and_likelihood(word_run
 def test_the_classes_of_words_outside_the_vocabulary_are_other():
     items = sentences(100) + ["the film is zzyzx ."]
     tok = CharTokenizer.fit(items)
-    hashes, spellings, kept = vocabulary(items, tok, tok.stoi[" "])
+    hashes, _, kept = vocabulary(items, tok, tok.stoi[" "])
     cfg = ModelConfig(vocab_size=tok.vocab_size, embed_dim=8, hidden_dim=16, slots=6, latent_dim=6 * 4 + 2,
                       global_dim=2, slot_break=tok.stoi[" "], word_prior=len(hashes), prior_hidden=8)
     model = TextVAE(cfg)

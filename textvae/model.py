@@ -402,7 +402,7 @@ class TextVAE(nn.Module):
 
     def _read_both_ways(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The mean of the encoder's states, both ways, over each row's first `lengths` steps: (N, 2H)."""
-        N, T = tokens.shape
+        _, T = tokens.shape
         t = torch.arange(T, device=tokens.device).unsqueeze(0)
         out, _ = self.encoder(self.embedding(tokens))
         rev = torch.where(t < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - t, t)      # reverse within length

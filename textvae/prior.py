@@ -176,7 +176,7 @@ class WordPrior(nn.Module):
         """A lower bound on log p(s | g) per item (B,): slots s (B, K, d) of items of `words` (B,) words, read as the
         components `classes` (B, K) (the words' own in training, else each slot's nearest), whose Gaussians are
         `means`, `logvars` (B, K, d): the term of that component, log pi_k + log N(s; c_k, sigma_k^2), a place."""
-        B, K, d = s.shape
+        B, K, _ = s.shape
         t = torch.arange(K + 1, device=s.device).unsqueeze(0)
         targets = torch.cat([classes, classes.new_zeros((B, 1))], dim=1)                   # (B, K + 1)
         targets = torch.where(t == words.unsqueeze(1), torch.full_like(targets, END), targets)
