@@ -48,7 +48,10 @@ SENTENCE_TRAIN = {"free_bits": 1.0, "batch_size": 32, "lr": 5e-3, "word_dropout"
 
 PIECE_DIMS = 8          # short items (words, names): a slot of this size per character,
 PIECE_GLOBAL = 16       # a global code of this size beside them,
-PIECE_ENCODER = 32      # and an encoder of this many units each way (it reads one character at a time)
+PIECE_ENCODER = 32      # and an encoder of this many units each way (it reads one character at a time);
+PIECE_DECODER = 64      # a decoder of this many units: it spells each character from its slot, the prior is the
+                        # language model (words_en, 6 epochs: test IW-NLL 1.7851 against 1.7836 with 256 units, a
+                        # third less time a step; names_en 1.9865 against 1.9712)
 
 
 def piece_settings(mean_length: float, longest: int) -> tuple[dict, dict, str] | None:
@@ -60,11 +63,12 @@ def piece_settings(mean_length: float, longest: int) -> tuple[dict, dict, str] |
         return None
     slots = max(1, longest)
     model = {"slots": slots, "slot_span": 1, "slot_unit": "char", "slot_feed": True, "encoder_dim": PIECE_ENCODER,
-             "latent_dim": slots * PIECE_DIMS + PIECE_GLOBAL, "global_dim": PIECE_GLOBAL, "word_prior": -1}
+             "hidden_dim": PIECE_DECODER, "latent_dim": slots * PIECE_DIMS + PIECE_GLOBAL, "global_dim": PIECE_GLOBAL,
+             "word_prior": -1}
     why = (f"items of {mean_length:.0f} characters on average: a code of {slots} slots of {PIECE_DIMS} dimensions, one "
            f"per character, and a global code of {PIECE_GLOBAL}, under a prior learned with the model (a language "
-           f"model over the characters' slots, from the global code), free bits {PIECE_FREE_BITS:g} (of the global "
-           "code)")
+           f"model over the characters' slots, from the global code), a decoder of {PIECE_DECODER} units, free bits "
+           f"{PIECE_FREE_BITS:g} (of the global code)")
     return model, {"free_bits": PIECE_FREE_BITS}, why
 
 
