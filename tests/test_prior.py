@@ -191,3 +191,19 @@ def test_a_checkpoint_written_before_the_word_prior_decodes_as_it_did(tmp_path):
     assert m.interpolate("remarkable documentary storytelling", "magnificent characters", steps=3) == \
         expected["interpolate"]
     assert "bigram" in m.prior
+
+
+def test_a_word_list_gets_a_prior_over_its_characters_and_paths_between_its_words(tiny_corpus, tmp_path):
+    from click.testing import CliRunner
+
+    from textvae.cli import cli
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", str(tiny_corpus), "--out", str(out), "--steps", "30",
+                                      "--batch-size", "32"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    m = textvae.load(out)
+    assert m.prior.startswith("a language model over the character slots")
+    words = [w for w in tiny_corpus.read_text().split() if w][:2]
+    path = m.interpolate(words[0], words[1], steps=5)
+    assert len(path) == 5 and path[0] == m.reconstruct([words[0]])[0] and path[-1] == m.reconstruct([words[1]])[0]
+    assert all(isinstance(t, str) for t in m.generate(5, seed=0))

@@ -94,7 +94,7 @@ class Model:
         """The prior that samples' codes come from, in words."""
         c = self.model.config
         if c.word_prior:
-            pieces = ("character slots", "characters") if c.slot_unit == "char" else ("word slots", "words")
+            pieces = ("character slots", "characters") if c.slot_break < 0 else ("word slots", "words")
             return (f"a language model over the {pieces[0]} ({c.word_prior:,} {pieces[1]} and others), started from "
                     f"a global code of {c.global_dim} dimensions under N(0, I), learned with the model")
         if c.slot_prior:
