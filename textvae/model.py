@@ -213,8 +213,7 @@ class TextVAE(nn.Module):
         s, g = self._slots(z).float(), z[:, c.latent_dim - c.global_dim:].float()
         means, logvars = self.component_table()
         classes = self.word_prior.nearest(s, means, logvars)
-        filled = ((s - self._empty_slot().float()).abs().amax(dim=2) > 1e-4).long()               # (N, K)
-        words = (c.slots - filled.flip(1).argmax(dim=1)).where(filled.any(dim=1), torch.ones_like(filled[:, 0]))
+        words = self._pieces_held(s).clamp(min=1)
         classes = classes.masked_fill(torch.arange(c.slots, device=z.device).unsqueeze(0) >= words.unsqueeze(1), END)
         _, u = self.word_prior.sample(g, torch.zeros_like(classes, dtype=torch.float), s, self._empty_slot().float(),
                                       means, logvars, temperature, top_p, forced=classes, forced_slots=s)
@@ -515,10 +514,13 @@ class TextVAE(nn.Module):
         none = torch.full((code.shape[0],), 2**30, dtype=torch.long, device=code.device)
         if c.slot_break < 0 or c.num_labels:
             return none
-        z = self._slots(code)
-        full = ((z - self._empty_slot().to(z)).abs().amax(dim=2) > 1e-4).long()           # (B, K)
-        words = c.slots - full.flip(1).argmax(dim=1)                                      # after the last full one
-        return torch.where(full.any(dim=1), words, none)
+        words = self._pieces_held(self._slots(code))
+        return torch.where(words > 0, words, none)
+
+    def _pieces_held(self, slots: torch.Tensor) -> torch.Tensor:
+        """The pieces (B,) that slots (B, K, d) hold: those before the trailing empty slots (0 where all are)."""
+        full = ((slots - self._empty_slot().to(slots)).abs().amax(dim=2) > 1e-4).long()      # (B, K)
+        return torch.where(full.any(dim=1), self.config.slots - full.flip(1).argmax(dim=1), 0)
 
     def _slot_pairs(self, code: torch.Tensor) -> torch.Tensor:
         """Each of the code's slots beside the next one, (B, K + 1, 2 Z / K), with a slot of zeros after the last
