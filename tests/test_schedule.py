@@ -11,7 +11,7 @@ from words import WORDS
 from textvae.data import EncodedItems
 from textvae.model import ModelConfig, TextVAE
 from textvae.objective import KLSchedule, planned
-from textvae.schedule import DEFAULT_EPOCHS, MIN_STEPS, MIN_VALID_GAP, learning_rate, plan, refit
+from textvae.schedule import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MIN_STEPS, MIN_VALID_GAP, learning_rate, plan, refit
 from textvae.tokenizer import CharTokenizer
 from textvae.train import TrainConfig, train
 
@@ -129,3 +129,17 @@ def test_constant_schedule_reproduces_the_earlier_numbers(tmp_path):
     got = [e["loss"] for e in events if e["event"] == "step"]
     assert got == pytest.approx(want["losses"], rel=1e-5)
     assert [e["nll_elbo"] for e in events if e["event"] == "valid"] == pytest.approx(want["valid_nll_elbo"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_planned_run_stops_early_once_validation_stops_improving_unless_told_not_to(tmp_path):
+    """A tiny corpus trained far too long: the default patience ends it after a few validations without a
+    better smoothed objective; --patience 0 trains every step of the budget."""
+    kw = {"max_steps": 1200, "lr": 2e-2, "lr_floor": 0.5, "kl_warmup": 10}
+    events = _run(tmp_path, **kw)
+    valids = [e for e in events if e["event"] == "valid"]
+    assert events[-1]["reason"] == "early stop" and events[-1]["step"] < 1200
+    assert len(valids) >= DEFAULT_PATIENCE + 1 and not any(v["best"] for v in valids[-DEFAULT_PATIENCE:])
+    assert events[-1]["best"]["objective"] == min(v["objective"] for v in valids)
+    events = _run(tmp_path / "never", patience=0, **kw)
+    assert events[-1]["reason"] == "finished" and events[-1]["step"] == 1200

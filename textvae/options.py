@@ -9,7 +9,7 @@ import math
 import click
 
 from .data import UNITS, DataConfig
-from .schedule import DEFAULT_EPOCHS, DEFAULT_MINUTES, LR_SCHEDULES, MIN_STEPS
+from .schedule import DEFAULT_EPOCHS, DEFAULT_MINUTES, DEFAULT_PATIENCE, LR_SCHEDULES, MIN_STEPS
 from .settings import (
     CELL_NAMES,
     DEFAULT_LR,
@@ -150,10 +150,10 @@ TRAIN_OPTIONS = [
     click.option("--minutes", type=Number(0, min_open=True),
                  help="The budget in minutes: steps are planned from a measured step time; stops (and saves) "
                       "at this time at the latest."),
-    click.option("--patience", type=click.IntRange(1),
+    click.option("--patience", type=click.IntRange(0),
                  help="Early stopping: stop after this many validations without a better smoothed validation "
                       "objective (-ELBO, free bits counted as in training), once the learning rate has decayed "
-                      "to half."),
+                      f"to half; 0 never stops early [default: {DEFAULT_PATIENCE}; 0 with --lr-schedule constant]."),
     click.option("--batch-size", type=click.IntRange(1),
                  help=f"Items per step [default: 64 on a CPU, 128 for corpora of {SMALL_CORPUS:,} items or more, "
                       f"{GPU_BATCH} on a GPU; {LEGACY_BATCH} with --lr-schedule constant]."),

@@ -18,6 +18,7 @@ LR_SCHEDULES = ("cosine", "linear", "constant")
 DEFAULT_EPOCHS = 6
 MIN_STEPS = 600
 DEFAULT_MINUTES = {"cpu": 15.0, "cuda": 30.0}
+DEFAULT_PATIENCE = 3          # a planned run stops after 3 validations without a better smoothed objective
 LEGACY_EPOCHS = 10            # --lr-schedule constant keeps the earlier default: 10 epochs
 MINUTES_SHARE = 0.97          # --minutes N plans for this share of N (the rest: saving, the last validation)
 VALIDATIONS = (10, 20)        # a planned run validates at least 10 and at most about 20 times,

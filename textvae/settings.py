@@ -169,7 +169,8 @@ class TrainConfig(Saved):
     device: str = "auto"            # auto | cpu | cuda
     amp: bool = True                # bf16/fp16 autocast on CUDA
     recon_items: int = 1000         # validation items greedily reconstructed each epoch
-    patience: int | None = None     # stop after this many validations without a better (smoothed) objective
+    patience: int | None = None     # stop after this many validations without a better (smoothed) objective; 0 never,
+                                    # None: schedule.DEFAULT_PATIENCE under a planned budget, never under the earlier one
     tensorboard: bool = False       # also write TensorBoard events into RUN/tensorboard
     log_every: int = 20             # steps between per-step lines in metrics.jsonl
     max_bad_steps: int = 20         # stop after this many non-finite losses in a row

@@ -21,7 +21,7 @@ from .data import EncodedItems
 from .metrics import evaluate_elbo, posterior_stats, reconstruction_stats
 from .model import TextVAE, decoder_inputs
 from .objective import KLSchedule, character_dropout, elbo_terms, planned
-from .schedule import LR_SCHEDULES, Plan, learning_rate, plan, refit
+from .schedule import DEFAULT_PATIENCE, LR_SCHEDULES, Plan, learning_rate, plan, refit
 from .settings import (
     DEFAULT_LR,
     DEFAULT_WORD_DROPOUT,
@@ -254,6 +254,14 @@ class Trainer:
         except ImportError:
             raise TrainingError("--tensorboard needs the tensorboard package: pip install 'textvae[tensorboard]'") from None
         return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    @property
+    def patience(self) -> int:
+        """Validations without a better smoothed objective that stop a run: --patience, 0 for never; by default
+        DEFAULT_PATIENCE under a planned budget (counted once the rate has halved), never under the earlier one."""
+        if self.cfg.patience is not None:
+            return self.cfg.patience
+        return 0 if self.legacy else DEFAULT_PATIENCE
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start_time
@@ -509,7 +517,7 @@ class Trainer:
             if self.plan.seconds is not None and not pos.get("refitted") and pos["step"] < self.total_steps:
                 step_s = (valid_start - loop_start) / max(pos["step"] - first_step, 1)
                 yield self._refit(step_s, self.elapsed() - valid_start)
-            if not metrics["best"] and cfg.patience is not None and pos["stale"] >= cfg.patience:
+            if not metrics["best"] and self.patience and pos["stale"] >= self.patience:
                 reason = "early stop"
             if pos["batch"] >= len(batches):
                 pos["epoch"] += 1
