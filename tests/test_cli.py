@@ -330,7 +330,7 @@ def test_cli_sentences_get_a_code_of_slots_and_decode_without_running_away(workd
     assert config["global_dim"] == 32 and not config["slot_prior"] and not config["fitted_prior"]
     assert config["word_prior"] == len(set(words))           # the learned prior's vocabulary: every word seen twice
     assert meta["model_config"]["encoder_dim"] == 64
-    assert meta["train_config"]["batch_size"] == 32 and meta["train_config"]["free_bits"] == 0.25
+    assert meta["train_config"]["batch_size"] == 32 and meta["train_config"]["free_bits"] == 0.5
     assert meta["train_config"]["word_dropout"] == 0.0
     r = run("generate", "-n", "20", "--seed", "0")
     samples = r.stdout.splitlines()
