@@ -57,7 +57,7 @@ def make_model_files(d: Path) -> None:
     configuration implies (which `generate` reads without torch)."""
     from safetensors.numpy import load_file, save_file
 
-    from textvae.checkpoint import read_metadata
+    from textvae.io.checkpoint import read_metadata
     best = d / "run" / "best.safetensors"
     (d / "trunc.safetensors").write_bytes(best.read_bytes()[:5000])
     arrays = load_file(best)

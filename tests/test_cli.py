@@ -3,7 +3,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from textvae.cli import cli
+from textvae.cli.commands import cli
 
 TINY = ["--embed-dim", "16", "--hidden-dim", "32", "--latent-dim", "8", "--steps", "30", "--batch-size", "32"]
 
@@ -44,7 +44,7 @@ def generate_without_torch(folder, *args):
     """`textvae generate ARGS` in a fresh process in `folder`, where importing torch fails."""
     import subprocess
     import sys
-    code = ("import sys; sys.modules['torch'] = None; from textvae.cli import main; "
+    code = ("import sys; sys.modules['torch'] = None; from textvae.cli.commands import main; "
             "sys.argv = ['textvae', 'generate', *sys.argv[1:]]; main()")
     return subprocess.run([sys.executable, "-c", code, *args], cwd=folder, capture_output=True, text=True, check=False)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from textvae.judge import END, START, UNK, KneserNey, fluency, path_figures, words
+from textvae.evaluation.judge import END, START, UNK, KneserNey, fluency, path_figures, words
 
 ADJECTIVES = "red green blue old young tall small quiet loud bright dark warm".split()
 NOUNS = "cat dog bird fox horse farmer teacher sailor child river garden house".split()
@@ -193,5 +193,5 @@ def test_characters_judge_word_lists():
 
 
 def test_the_judge_loads_no_torch():
-    code = "import sys, textvae.judge; assert 'torch' not in sys.modules"
+    code = "import sys, textvae.evaluation.judge; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=Path(__file__).parents[1])

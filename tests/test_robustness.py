@@ -13,12 +13,13 @@ import pytest
 import torch
 from words import TINY_MODEL, WORDS
 
-from textvae import checkpoint
-from textvae.checkpoint import CheckpointError
-from textvae.data import EncodedItems
-from textvae.model import ModelConfig, TextVAE
-from textvae.tokenizer import CharTokenizer
-from textvae.train import TrainConfig, TrainingError, train
+from textvae.data.items import EncodedItems
+from textvae.data.tokenizer import CharTokenizer
+from textvae.io import checkpoint
+from textvae.io.checkpoint import CheckpointError
+from textvae.model.vae import TextVAE
+from textvae.settings import ModelConfig, TrainConfig, TrainingError
+from textvae.training.trainer import train
 
 ITEMS = [w + s for w in WORDS for s in ("", "s", "ing")]
 
@@ -69,9 +70,10 @@ def test_nan_loss_skips_the_step_and_stops_after_repeated_failures(tmp_path):
 
 SAVER = """
 import sys, torch
-from textvae import checkpoint
-from textvae.model import ModelConfig, TextVAE
-from textvae.tokenizer import CharTokenizer
+from textvae.io import checkpoint
+from textvae.model.vae import TextVAE
+from textvae.settings import ModelConfig
+from textvae.data.tokenizer import CharTokenizer
 tok = CharTokenizer.fit(["abcdefghij"])
 model = TextVAE(ModelConfig(tok.vocab_size, embed_dim=64, hidden_dim=256, latent_dim=32))
 print("ready", flush=True)

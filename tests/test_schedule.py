@@ -8,12 +8,13 @@ import pytest
 import torch
 from words import WORDS
 
-from textvae.data import EncodedItems
-from textvae.model import ModelConfig, TextVAE
-from textvae.objective import KLSchedule, planned
-from textvae.schedule import DEFAULT_EPOCHS, MIN_STEPS, MIN_VALID_GAP, learning_rate, plan, refit
-from textvae.tokenizer import CharTokenizer
-from textvae.train import TrainConfig, train
+from textvae.data.items import EncodedItems
+from textvae.data.tokenizer import CharTokenizer
+from textvae.model.objective import KLSchedule, planned
+from textvae.model.vae import TextVAE
+from textvae.settings import ModelConfig, TrainConfig
+from textvae.training.schedule import DEFAULT_EPOCHS, MIN_STEPS, MIN_VALID_GAP, learning_rate, plan, refit
+from textvae.training.trainer import train
 
 ITEMS = [w + s for w in WORDS[:25] for s in ("", "s", "ed", "ing")]
 
