@@ -70,7 +70,7 @@ def test_encode_shape_and_decode_of_means_is_reconstruct(trained_run):
     assert m.decode(mu) == m.reconstruct(["apple", "pear", "zzz"])
 
 
-from textvae.decoding.beam import beam_search, sequence_logprob  # noqa: E402
+from textvae.decoding.beam import beam_search, sequence_logprob
 
 
 def test_beam_of_one_is_greedy(trained_run):
@@ -252,3 +252,13 @@ def test_rows_that_end_early_leave_the_batch_without_changing_any_text():
     for n in (1, 7, 23):
         part = decode(m, code[:n], d, 60, torch.Generator().manual_seed(2), 40, limits[:n])
         assert torch.equal(part, full[:n])
+
+
+def test_a_decoder_loaded_from_a_checkpoint_decodes_as_the_models_own(trained_run):
+    from textvae.decoding import Decoder
+    m = textvae.load(trained_run)
+    z = m.sample_prior(6, seed=5)
+    decoder = Decoder.load(trained_run)
+    assert decoder.decode(z, Decoding(strategy="greedy")) == m.decode(z, strategy="greedy")
+    assert decoder.decode(z, Decoding(strategy="beam", beam=3)) == m.decode(z, strategy="beam", beam=3)
+    assert list(decoder.generate(5, Decoding(strategy="sample"), seed=3)) == list(m.iter_generate(5, seed=3))

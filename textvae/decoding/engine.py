@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from ..io import checkpoint
 from ..model.vae import TextVAE, reparameterize
 from ..settings import BLOCK, WORD_TOP_P, Decoding
 from .arraystep import ArraySteps
@@ -75,7 +76,9 @@ def threads_for(rows: int, device: torch.device, always: bool = False):
 class Decoder:
     """Texts for codes by a `Decoding`, for one model (its vocabulary, its longest sensible item `max_len` and its
     label names): it chooses numpy or torch, CPU or GPU blocks, batch or beam. A server sets `batcher` (a
-    `serve.batch.DecodeBatcher`), which decodes several threads' greedy and sampled codes together."""
+    `serve.batch.DecodeBatcher`), which decodes several threads' greedy and sampled codes together. Built from a
+    model (`api.Model` makes its own) or from a checkpoint (`Decoder.load`); `sample.Sampler` is its face without
+    torch, for generation from the prior on a CPU."""
 
     def __init__(self, model: TextVAE, tokenizer, max_len: int | Callable[[], int], labels: Sequence[str] = ()):
         """`max_len`: the longest item worth decoding, or a function that reads it when it is needed (from a run's
@@ -85,6 +88,12 @@ class Decoder:
         self._max_len = max_len
         self.labels = labels
         self.batcher = None
+
+    @classmethod
+    def load(cls, path, device: str = "cpu") -> Decoder:
+        """The decoder of the checkpoint at `path` (a file or a run directory), as `textvae.load(path).decoder`."""
+        ck = checkpoint.load(checkpoint.resolve(path), device=device)
+        return cls(ck.model.eval(), ck.tokenizer, ck.run.decode_limit, list(ck.run.labels))
 
     @property
     def default_max_len(self) -> int:
