@@ -50,7 +50,7 @@ def test_iw_bound_with_one_sample_is_the_elbo_sample_estimate(trained_run):
     data = EncodedItems(ITEMS, m.tokenizer)
     got = iw_nll(m.model, data, samples=1, batch_size=len(ITEMS), seed=7)
     # the same estimate by hand: -[log p(x|z) + log p(z) - log q(z|x)] with the same z
-    index, tokens, lengths = next(data.iterate(len(ITEMS)))
+    _, tokens, lengths = next(data.iterate(len(ITEMS)))
     with torch.no_grad():
         mu, logvar = m.model.encode(tokens, lengths)
         eps = torch.randn((1, len(ITEMS), mu.shape[1]), generator=torch.Generator().manual_seed(7))

@@ -17,7 +17,7 @@ def test_shapes(cell, layers, bidirectional, z_every_step):
     out = model(tokens, lengths)
     assert out.logits.shape == (3, tokens.shape[1], tok.vocab_size)
     assert out.mu.shape == out.logvar.shape == out.z.shape == (3, 4)
-    logits, state = model.step(out.z, torch.full((3,), BOS_ID), model.initial_state(out.z))
+    logits, _ = model.step(out.z, torch.full((3,), BOS_ID), model.initial_state(out.z))
     assert logits.shape == (3, tok.vocab_size)
 
 

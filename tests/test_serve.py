@@ -22,11 +22,11 @@ from textvae.model.vae import TextVAE
 from textvae.settings import ModelConfig
 
 pytest.importorskip("starlette")
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from textvae.serve import Explorer, LatentMap  # noqa: E402
-from textvae.serve.app import STATIC, Worker, create_app, loopback  # noqa: E402
-from textvae.serve.query import BadRequest  # noqa: E402
+from textvae.serve import Explorer, LatentMap
+from textvae.serve.app import STATIC, Worker, create_app, loopback
+from textvae.serve.query import BadRequest
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ matplotlib is an optional extra (`pip install 'textvae[plot]'`); nothing else im
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

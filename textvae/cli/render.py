@@ -5,8 +5,8 @@ matplotlib). Nothing here prints."""
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rich.markup import escape
 from rich.table import Table

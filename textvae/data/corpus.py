@@ -10,9 +10,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from .tokenizer import LONE_SURROGATE
 
@@ -182,7 +182,7 @@ def _read_table(path: Path, suffix: str, column: str | None, encoding: str, erro
         import pyarrow.parquet as pq
         try:
             schema = pq.read_schema(path)
-        except Exception:
+        except Exception:  # noqa: BLE001 (pyarrow raises many types; the user needs one line)
             raise DataError(f"{path} is not a readable Parquet file") from None
         col = _pick_column(schema.names, column, path.name)
         cols = [col]
@@ -237,7 +237,7 @@ def _read_hub(spec: str, column: str | None, label_column: str | None = None
     try:
         import datasets
         ds = datasets.load_dataset(name, config or None, split="train")
-    except Exception as e:  # the library raises many types; the user needs one line
+    except Exception as e:  # noqa: BLE001 (the library raises many types; the user needs one line)
         raise DataError(f"cannot load dataset {name!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     col = _pick_column(ds.column_names, column, f"dataset {name}")
     texts = [_cell(v) for v in ds[col]]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,7 +29,7 @@ class EncodedItems:
         return torch.from_numpy(self.label_ids[np.asarray(index, dtype=np.int64)])
 
     @classmethod
-    def from_arrays(cls, flat: np.ndarray, offsets: np.ndarray) -> "EncodedItems":
+    def from_arrays(cls, flat: np.ndarray, offsets: np.ndarray) -> EncodedItems:
         """Items already tokenised (possibly memory-mapped arrays)."""
         self = cls.__new__(cls)
         self.label_ids = None
@@ -39,7 +40,7 @@ class EncodedItems:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def head(self, chars: int) -> "EncodedItems":
+    def head(self, chars: int) -> EncodedItems:
         """The first items, as many as hold `chars` characters (at least one; all of them if they fit)."""
         n = max(1, int(np.searchsorted(self.offsets[1:], chars, side="right")))
         if n >= len(self):

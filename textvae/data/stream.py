@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -147,7 +147,7 @@ def _build_stream_cache(src: Path, cache: Path, unit: str, max_len: int | None, 
     tmp = cache.with_name(cache.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    points = {name: open(tmp / f"{name}.points", "wb") for name in ("train", "valid")}
+    points = {name: open(tmp / f"{name}.points", "wb") for name in ("train", "valid")}  # noqa: SIM115 (closed below)
     lengths: dict[str, list[np.ndarray]] = {"train": [], "valid": []}
     counts: dict[int, int] = {}
     stats = {"skipped_blank": 0, "skipped_long": 0, "items": 0}

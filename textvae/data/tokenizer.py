@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import TYPE_CHECKING, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class CharTokenizer:
         self._ids = (order + len(SPECIALS)).astype(np.int64)
 
     @classmethod
-    def fit(cls, texts: Iterable[str], min_count: int = 1) -> "CharTokenizer":
+    def fit(cls, texts: Iterable[str], min_count: int = 1) -> CharTokenizer:
         """Vocabulary of every character seen at least `min_count` times, in a stable order."""
         counts: Counter[str] = Counter()
         for text in texts:
@@ -135,7 +136,7 @@ class CharTokenizer:
         return {"type": "char", "specials": list(SPECIALS), "chars": "".join(self.chars)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CharTokenizer":
+    def from_dict(cls, d: dict) -> CharTokenizer:
         if not isinstance(d, dict) or d.get("type") != "char" or not isinstance(d.get("chars"), str):
             raise ValueError("not a character vocabulary")
         if list(d.get("specials", [])) != list(SPECIALS):

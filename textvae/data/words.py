@@ -17,7 +17,7 @@ class WordSet:
         self.bits, self.count = bits, count           # (m / 8,) uint8, and the number of words put in
 
     @classmethod
-    def of(cls, texts, bits_per_word: int = 10) -> "WordSet":
+    def of(cls, texts, bits_per_word: int = 10) -> WordSet:
         words = {w for t in texts for w in t.split()}
         m = 8 * max(8, (bits_per_word * len(words) + 7) // 8)          # a whole number of bytes
         bits = np.zeros(m // 8, dtype=np.uint8)
@@ -51,6 +51,6 @@ class WordSet:
         return {"bloom": base64.b64encode(self.bits.tobytes()).decode("ascii"), "words": self.count}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "WordSet":
+    def from_dict(cls, d: dict) -> WordSet:
         import base64
         return cls(np.frombuffer(base64.b64decode(d["bloom"]), dtype=np.uint8).copy(), int(d["words"]))

@@ -8,8 +8,8 @@ multinomial logistic regression on n-gram counts, trained with Adam in a few sec
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ class NgramClassifier:
 
     @classmethod
     def fit(cls, texts: Sequence[str], labels: Sequence[str], buckets: int = 2**18, epochs: int = 8,
-            lr: float = 0.05, batch_size: int = 256, seed: int = 0) -> "NgramClassifier":
+            lr: float = 0.05, batch_size: int = 256, seed: int = 0) -> NgramClassifier:
         names = sorted(set(labels))
         index = {name: i for i, name in enumerate(names)}
         y = torch.tensor([index[x] for x in labels])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -185,7 +186,7 @@ def _real_words(texts: list[str], known: set[str]) -> float:
 
 def _distinct_2(sequences: list[list[str]]) -> float:
     """Distinct bigrams over all bigrams, within sequences (Li et al. 2016's distinct-2); nan for none."""
-    bigrams = [b for s in sequences for b in zip(s, s[1:])]
+    bigrams = [b for s in sequences for b in pairwise(s)]
     return _share(len(set(bigrams)), len(bigrams))
 
 

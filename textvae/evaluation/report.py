@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 from ..api import Model
@@ -165,7 +166,7 @@ def interpolation_report(m: Model, items: list[str], labels, pairs: int, words, 
         path = m.interpolate(a, b, steps=steps, label=la)
         paths.append(path)
         ends.append((char_accuracy(a, path[0]) + char_accuracy(b, path[-1])) / 2)
-        gaps.extend(edit_distance(x, y) for x, y in zip(path, path[1:]))
+        gaps.extend(edit_distance(x, y) for x, y in pairwise(path))
         middles.extend(path[1:-1])
     middle = [t for t in middles if t]
     out = {"pairs": n, "steps": steps, "endpoint_fidelity": sum(ends) / max(n, 1),

@@ -60,14 +60,14 @@ class RunInfo:
         return {**asdict(self), "data": self.data.to_dict(), "labels": list(self.labels)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunInfo":
+    def from_dict(cls, d: dict) -> RunInfo:
         d = dict(d)
         return cls(data=DataConfig.from_dict(d.pop("data", None) or {}), labels=tuple(d.pop("labels", None) or ()),
                    **{k: d[k] for k in ("longest_item", "corpus_md5", "decoder_from", "textvae_version", "words")
                       if k in d})
 
     @classmethod
-    def from_legacy(cls, extra: dict) -> "RunInfo":
+    def from_legacy(cls, extra: dict) -> RunInfo:
         """The flat `extra` dict that checkpoints before DataConfig carried."""
         data = {"corpus": extra.get("corpus"), "valid": extra.get("valid_corpus"), "unit": extra.get("unit") or "line",
                 **{k: extra[k] for k in ("column", "label_column", "max_len", "encoding", "errors", "stream")

@@ -131,11 +131,11 @@ class DecodeBatcher:
                 texts = self._decode(jobs)
                 for job in jobs:
                     job.texts, texts = texts[:len(job.code)], texts[len(job.code):]
-            except Exception:           # one request's fault must not fail the others: each again, alone
+            except Exception:  # noqa: BLE001 (one request's fault must not fail the others: each again, alone)
                 for job in jobs:
                     try:
                         job.texts = self._decode([job])
-                    except Exception as e:
+                    except Exception as e:  # noqa: BLE001 (the request's own error, raised in its thread)
                         job.error = e
             for job in jobs:
                 job.done = True

@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -228,11 +228,11 @@ def _corpus_settings(data: PreparedData, model_options: dict, cfg: TrainConfig, 
         model_options.pop("slot_prior", None)       # a slot prior is for unlabelled codes of word slots
     if model_options.get("slot_prior"):             # the fitted slot prior, asked for: no word prior
         model_options["fitted_prior"] = True
-    if labels or _pieces(model_options) is None or model_options.get("slot_prior"):
-        if model_options.pop("word_prior", 0):      # a word prior is for unlabelled codes of word slots too
-            model_options["latent_dim"] -= model_options.pop("global_dim", 0)
-            if settings is not None and "free_bits" not in chosen:     # a nat a dimension of the slots, as before
-                cfg = dataclasses.replace(cfg, free_bits=SENTENCE_TRAIN["free_bits"])
+    if ((labels or _pieces(model_options) is None or model_options.get("slot_prior"))
+            and model_options.pop("word_prior", 0)):    # a word prior is for unlabelled codes of word slots too
+        model_options["latent_dim"] -= model_options.pop("global_dim", 0)
+        if settings is not None and "free_bits" not in chosen:     # a nat a dimension of the slots, as before
+            cfg = dataclasses.replace(cfg, free_bits=SENTENCE_TRAIN["free_bits"])
     return model_options, cfg, chose
 
 
