@@ -1,4 +1,4 @@
-"""A decoding step on the CPU: the model's own step in torch against its numpy twin (`textvae.arraystep`).
+"""A decoding step on the CPU: the model's own step in torch against its numpy twin (`textvae.decoding.arraystep`).
 
     python benchmarks/decode_speed.py runs/sentences_en
     python benchmarks/decode_speed.py runs/words_en --rows 1 7 64 256
@@ -18,8 +18,8 @@ import time
 import torch
 
 import textvae
-from textvae.arraystep import ArraySteps
-from textvae.tokenizer import BOS_ID
+from textvae.data.tokenizer import BOS_ID
+from textvae.decoding.arraystep import ArraySteps
 
 
 def step_time(net, code: torch.Tensor, steps: int, numpy: bool) -> float:
@@ -53,7 +53,7 @@ def main() -> None:
     with torch.no_grad():
         for rows in args.rows:
             code = m.model.condition(m.sample_prior(rows, seed=0),
-                                     m.label_ids(m.labels[0], rows) if m.conditional else None)
+                                     m.decoder.label_ids(m.labels[0], rows) if m.conditional else None)
             figures = []
             for n in (1, threads):
                 torch.set_num_threads(n)

@@ -8,7 +8,7 @@ sentence" and "Words and names" (for items under 40 characters on average, the j
     python benchmarks/sentences.py runs/reviews --device cuda      # decode on a GPU
 
 The judge is a word-trigram model with interpolated Kneser-Ney smoothing fitted on the run's training split
-(`textvae.judge`); its perplexity on some texts is divided by its perplexity on held-out real text (real text 1.0;
+(`textvae.evaluation.judge`); its perplexity on some texts is divided by its perplexity on held-out real text (real text 1.0;
 the same text with its words shuffled in each line several times more). Prints, with examples of each:
 - samples (the default decoding of `generate`): the judge's ratio, the share of their words found in the training
   text (and the held-out text's, for scale), distinct-2 against the held-out text's, reverse perplexity (a judge
@@ -37,10 +37,11 @@ from pathlib import Path
 import numpy as np
 
 import textvae
-from textvae.data import held_out_items, read_corpus, training_split
-from textvae.evaluate import interpolation_report, judge_unit, reconstruction_runaway
-from textvae.judge import fluency
-from textvae.metrics import is_runaway, principal_plane, reconstruction_report
+from textvae.data.corpus import read_corpus
+from textvae.data.prepare import held_out_items, training_split
+from textvae.evaluation.judge import fluency
+from textvae.evaluation.metrics import is_runaway, principal_plane, reconstruction_report
+from textvae.evaluation.report import interpolation_report, judge_unit, reconstruction_runaway
 
 
 def probe(m, folder: str, column: str = "source", items: int = 10_000, seed: int = 0) -> dict:
@@ -145,7 +146,7 @@ def main() -> None:
     p.add_argument("--json")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     a = p.parse_args()
-    from textvae.train import pick_device
+    from textvae.training.trainer import pick_device
     m = textvae.load(a.run, device=str(pick_device(a.device)))
     held = read_corpus(a.data, unit=m.run.data.unit).items if a.data else held_out_items(m.run.data)[0]
     held = [t for t in held if len(t) <= m.max_len]

@@ -8,11 +8,13 @@ from pathlib import Path
 import torch
 
 import textvae
-from textvae.checkpoint import RunInfo
-from textvae.data import EncodedItems, read_corpus, split_valid
-from textvae.model import ModelConfig, TextVAE
-from textvae.tokenizer import CharTokenizer
-from textvae.train import TrainConfig, train
+from textvae.data.corpus import read_corpus, split_valid
+from textvae.data.items import EncodedItems
+from textvae.data.tokenizer import CharTokenizer
+from textvae.io.checkpoint import RunInfo
+from textvae.model.vae import TextVAE
+from textvae.settings import ModelConfig, TrainConfig
+from textvae.training.trainer import train
 
 here = Path(__file__).resolve().parent.parent
 run_dir = here / "runs" / "example_names"

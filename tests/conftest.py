@@ -5,11 +5,12 @@ import pytest
 import torch
 from words import TINY_MODEL, WORDS
 
-from textvae.checkpoint import RunInfo
-from textvae.data import EncodedItems
-from textvae.model import ModelConfig, TextVAE
-from textvae.tokenizer import CharTokenizer
-from textvae.train import TrainConfig, train
+from textvae.data.items import EncodedItems
+from textvae.data.tokenizer import CharTokenizer
+from textvae.io.checkpoint import RunInfo
+from textvae.model.vae import TextVAE
+from textvae.settings import ModelConfig, TrainConfig
+from textvae.training.trainer import train
 
 # The tests' models are tiny: one thread runs them fastest, and never fights another process for the cores.
 torch.set_num_threads(1)

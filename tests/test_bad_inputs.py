@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 import textvae
-from textvae.cli import cli
+from textvae.cli.commands import cli
 from textvae.settings import Decoding, NotUnicode
 
 spec = importlib.util.spec_from_file_location("bad_inputs", Path(__file__).parent.parent / "benchmarks" / "bad_inputs.py")

@@ -6,10 +6,11 @@ import struct
 import pytest
 import torch
 
-from textvae import checkpoint
-from textvae.checkpoint import CheckpointError
-from textvae.model import ModelConfig, TextVAE
-from textvae.tokenizer import CharTokenizer
+from textvae.data.tokenizer import CharTokenizer
+from textvae.io import checkpoint
+from textvae.io.checkpoint import CheckpointError
+from textvae.model.vae import TextVAE
+from textvae.settings import ModelConfig
 
 
 def _model(cell="gru"):
@@ -144,7 +145,7 @@ def test_generate_reads_arrays_unlike_their_configuration_as_the_torch_path_does
     from click.testing import CliRunner
     from safetensors.numpy import load_file, save_file
 
-    from textvae.cli import cli
+    from textvae.cli.commands import cli
     model, tok = _model()
     path = checkpoint.save(tmp_path / "m.safetensors", model, tok)
     arrays, meta = load_file(path), checkpoint.read_metadata(path)

@@ -1,9 +1,10 @@
 import os
+from itertools import pairwise
 
 import pytest
 from click.testing import CliRunner
 
-from textvae.cli import cli
+from textvae.cli.commands import cli
 
 TINY = ["--embed-dim", "16", "--hidden-dim", "32", "--latent-dim", "8", "--steps", "30", "--batch-size", "32"]
 
@@ -44,7 +45,7 @@ def generate_without_torch(folder, *args):
     """`textvae generate ARGS` in a fresh process in `folder`, where importing torch fails."""
     import subprocess
     import sys
-    code = ("import sys; sys.modules['torch'] = None; from textvae.cli import main; "
+    code = ("import sys; sys.modules['torch'] = None; from textvae.cli.commands import main; "
             "sys.argv = ['textvae', 'generate', *sys.argv[1:]]; main()")
     return subprocess.run([sys.executable, "-c", code, *args], cwd=folder, capture_output=True, text=True, check=False)
 
@@ -176,7 +177,7 @@ def test_cli_plot_writes_curves_and_latent_map(trained):
 
 def test_cli_plot_colours_by_label(workdir):
     rows = ["text\tlabel"] + [f"{w}\t{'fruit' if i < 8 else 'water'}" for i, w in enumerate(
-        "apple banana cherry grape lemon mango melon olive river ocean stream brook creek delta marsh swamp".split())]
+        ["apple", "banana", "cherry", "grape", "lemon", "mango", "melon", "olive", "river", "ocean", "stream", "brook", "creek", "delta", "marsh", "swamp"])]
     (workdir / "lab.tsv").write_text("\n".join(rows * 4) + "\n")
     assert run("train", "lab.tsv", *TINY).exit_code == 0
     r = run("plot", "--data", "lab.tsv", "--label", "label")
@@ -218,7 +219,7 @@ def test_cli_interpolate_options_and_pictures(trained):
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
     texts = [l.split("\t")[1] for l in lines]
-    assert all(a != b for a, b in zip(texts, texts[1:]))
+    assert all(a != b for a, b in pairwise(texts))
     page = (trained / "path.html").read_text()
     assert "<table>" in page and page.count("<tr>") == len(lines)
     r = run("interpolate", "--random", "--seed", "3", "--steps", "4")
@@ -316,7 +317,7 @@ def test_cli_sentences_get_a_code_of_slots_and_decode_without_running_away(workd
     import json
     import random
     rng = random.Random(1)
-    words = "the film is a story of love and loss , told with wit but not much grace .".split()
+    words = ["the", "film", "is", "a", "story", "of", "love", "and", "loss", ",", "told", "with", "wit", "but", "not", "much", "grace", "."]
     lines = [" ".join(rng.choice(words) for _ in range(rng.randint(8, 14))) for _ in range(300)]
     (workdir / "reviews.txt").write_text("\n".join(lines) + "\n")
     r = run("train", "reviews.txt", "--embed-dim", "16", "--hidden-dim", "32", "--steps", "40")
@@ -365,7 +366,7 @@ def test_cli_slots_that_follow_words(workdir, tiny_corpus):
     import json
     import random
     rng = random.Random(2)
-    words = "a quiet film , warm and funny , but far too long .".split()
+    words = ["a", "quiet", "film", ",", "warm", "and", "funny", ",", "but", "far", "too", "long", "."]
     lines = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) for _ in range(200)]
     (workdir / "s.txt").write_text("\n".join(lines) + "\n")
     r = run("train", "s.txt", "--embed-dim", "16", "--hidden-dim", "32", "--latent-dim", "36", "--slots", "9",

@@ -8,10 +8,12 @@ import torch
 from click.testing import CliRunner
 
 import textvae
-from textvae.classifier import NgramClassifier
-from textvae.cli import cli
-from textvae.decode import Guided, beam_search, decode_codes
-from textvae.model import ModelConfig, TextVAE
+from textvae.cli.commands import cli
+from textvae.decoding.beam import Guided, beam_search
+from textvae.decoding.loop import decode_codes
+from textvae.evaluation.classifier import NgramClassifier
+from textvae.model.vae import TextVAE
+from textvae.settings import ModelConfig
 
 TINY = ["--embed-dim", "16", "--hidden-dim", "48", "--latent-dim", "8", "--batch-size", "32"]
 

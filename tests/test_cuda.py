@@ -13,13 +13,14 @@ import torch
 from click.testing import CliRunner
 
 import textvae
-from textvae import checkpoint
-from textvae import train as train_module
-from textvae.cli import cli
-from textvae.data import EncodedItems
-from textvae.model import ModelConfig, TextVAE
-from textvae.tokenizer import CharTokenizer
-from textvae.train import TrainConfig, train
+from textvae.cli.commands import cli
+from textvae.data.items import EncodedItems
+from textvae.data.tokenizer import CharTokenizer
+from textvae.io import checkpoint
+from textvae.model.vae import TextVAE
+from textvae.settings import ModelConfig, TrainConfig
+from textvae.training import trainer as train_module
+from textvae.training.trainer import train
 
 DEVICE = os.environ.get("TEXTVAE_TEST_DEVICE", "cuda")
 ON_GPU = DEVICE.startswith("cuda")

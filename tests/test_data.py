@@ -2,8 +2,10 @@ import json
 
 import pytest
 
-from textvae.data import DataError, EncodedItems, corpus_name, iter_items, read_corpus, resolve_corpus, split_valid
-from textvae.tokenizer import PAD_ID, CharTokenizer
+from textvae.data.corpus import DataError, corpus_name, read_corpus, resolve_corpus, split_valid
+from textvae.data.items import EncodedItems
+from textvae.data.stream import iter_items
+from textvae.data.tokenizer import PAD_ID, CharTokenizer
 
 
 def test_text_file_skips_blank_lines_and_handles_crlf(tmp_path):
@@ -136,7 +138,7 @@ def test_split_with_labels_keeps_pairs():
 
 
 def test_streamed_corpus_matches_the_in_memory_reader(tmp_path, monkeypatch):
-    from textvae.data import stream_encode
+    from textvae.data.stream import stream_encode
     monkeypatch.setenv("TEXTVAE_CACHE", str(tmp_path / "cache"))
     lines = [f"line number {i} " + "é" * (i % 5) + ("" if i % 7 else "   ") for i in range(5000)] + ["", "x" * 300]
     p = tmp_path / "big.txt"

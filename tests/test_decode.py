@@ -4,8 +4,10 @@ import pytest
 import torch
 
 import textvae
-from textvae.decode import Decoding, decode_codes, filter_logits, lerp, slerp
-from textvae.tokenizer import EOS_ID, PAD_ID
+from textvae.data.tokenizer import EOS_ID, PAD_ID
+from textvae.decoding.engine import lerp, slerp
+from textvae.decoding.loop import decode_codes, filter_logits
+from textvae.settings import Decoding
 
 
 def test_filter_logits_top_k_and_top_p():
@@ -68,7 +70,7 @@ def test_encode_shape_and_decode_of_means_is_reconstruct(trained_run):
     assert m.decode(mu) == m.reconstruct(["apple", "pear", "zzz"])
 
 
-from textvae.decode import beam_search, sequence_logprob  # noqa: E402
+from textvae.decoding.beam import beam_search, sequence_logprob
 
 
 def test_beam_of_one_is_greedy(trained_run):
@@ -148,7 +150,7 @@ def test_decodings_of_a_texts_code_stop_at_a_length_the_text_makes_sensible(trai
     m.model.to_logits.bias.data[EOS_ID] = -1e4         # a decoder that never ends: every decoding runs away
     m.run = dataclasses.replace(m.run, longest_item=30)
     texts = ["ab", "abcdefgh"]
-    limits = [m.length_limit(len(t)) for t in texts]
+    limits = [m.decoder.length_limit(len(t)) for t in texts]
     assert limits == [11, 20] and m.default_max_len == 30
     for strategy in ("beam", "greedy"):
         assert [len(t) for t in m.reconstruct(texts, strategy=strategy)] == limits
@@ -173,8 +175,9 @@ def test_decoding_under_sleeping_threads_gives_the_same_text_and_leaves_the_thre
 @pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
 def test_no_item_repeats_a_run_of_no_repeat_ngram_characters(strategy):
     """An untrained decoder loops; with the n-gram block no run of n characters comes twice in an item."""
-    from textvae.decode import decode
-    from textvae.model import ModelConfig, TextVAE
+    from textvae.decoding.engine import decode
+    from textvae.model.vae import TextVAE
+    from textvae.settings import ModelConfig
     torch.manual_seed(0)
     m = TextVAE(ModelConfig(12, embed_dim=8, hidden_dim=16, latent_dim=4)).eval()
     code = torch.randn(6, 4)
@@ -198,9 +201,10 @@ def test_no_item_repeats_a_run_of_no_repeat_ngram_characters(strategy):
 def test_numpy_steps_give_torchs_logits_and_texts(cell, slots, layers, feed, brk, labels):
     """The CPU's decoding steps run in numpy (`arraystep`): the same logits as the model's own step, the same
     texts, whether greedy or sampled."""
-    from textvae.arraystep import ArraySteps
-    from textvae.decode import decode
-    from textvae.model import ModelConfig, TextVAE
+    from textvae.decoding.arraystep import ArraySteps
+    from textvae.decoding.engine import decode
+    from textvae.model.vae import TextVAE
+    from textvae.settings import ModelConfig
     torch.manual_seed(0)
     c = ModelConfig(30, cell=cell, embed_dim=8, hidden_dim=16, latent_dim=12, slots=slots, slot_span=3,
                     num_labels=labels, null_label=bool(labels), num_layers=layers, slot_feed=feed, slot_break=brk)
@@ -229,8 +233,9 @@ def test_numpy_steps_give_torchs_logits_and_texts(cell, slots, layers, feed, brk
 def test_rows_that_end_early_leave_the_batch_without_changing_any_text():
     """Sampled rows of very different lengths: decoding the first m codes gives the first m texts of decoding
     all of them, though the batch sheds its ended rows at other steps."""
-    from textvae.decode import decode
-    from textvae.model import ModelConfig, TextVAE
+    from textvae.decoding.engine import decode
+    from textvae.model.vae import TextVAE
+    from textvae.settings import ModelConfig
     torch.manual_seed(1)
     m = TextVAE(ModelConfig(12, embed_dim=8, hidden_dim=16, latent_dim=4)).eval()
     with torch.no_grad():
@@ -247,3 +252,13 @@ def test_rows_that_end_early_leave_the_batch_without_changing_any_text():
     for n in (1, 7, 23):
         part = decode(m, code[:n], d, 60, torch.Generator().manual_seed(2), 40, limits[:n])
         assert torch.equal(part, full[:n])
+
+
+def test_a_decoder_loaded_from_a_checkpoint_decodes_as_the_models_own(trained_run):
+    from textvae.decoding import Decoder
+    m = textvae.load(trained_run)
+    z = m.sample_prior(6, seed=5)
+    decoder = Decoder.load(trained_run)
+    assert decoder.decode(z, Decoding(strategy="greedy")) == m.decode(z, strategy="greedy")
+    assert decoder.decode(z, Decoding(strategy="beam", beam=3)) == m.decode(z, strategy="beam", beam=3)
+    assert list(decoder.generate(5, Decoding(strategy="sample"), seed=3)) == list(m.iter_generate(5, seed=3))

@@ -26,10 +26,11 @@ from words import TINY_MODEL, WORDS
 
 import textvae
 from textvae.api import Model
-from textvae.checkpoint import RunInfo
-from textvae.cli import cli
-from textvae.model import ModelConfig, TextVAE
-from textvae.tokenizer import LONE_SURROGATE, CharTokenizer
+from textvae.cli.commands import cli
+from textvae.data.tokenizer import LONE_SURROGATE, CharTokenizer
+from textvae.io.checkpoint import RunInfo
+from textvae.model.vae import TextVAE
+from textvae.settings import ModelConfig
 
 pytest.importorskip("starlette")
 from starlette.testclient import TestClient

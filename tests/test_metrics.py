@@ -4,10 +4,17 @@ import pytest
 import torch
 
 import textvae
-from textvae.data import EncodedItems
-from textvae.metrics import edit_distance, iw_nll, log_normal, posterior_stats, reconstruction_report, sample_report
-from textvae.model import decoder_inputs
-from textvae.objective import reconstruction_nll
+from textvae.data.items import EncodedItems
+from textvae.evaluation.metrics import (
+    edit_distance,
+    iw_nll,
+    log_normal,
+    posterior_stats,
+    reconstruction_report,
+    sample_report,
+)
+from textvae.model.objective import reconstruction_nll
+from textvae.model.vae import decoder_inputs
 
 ITEMS = ["apple", "banana", "cherry", "grape", "lemon", "mango", "melon", "olive", "peach", "river",
          "ocean", "stream", "brook", "creek", "delta", "marsh", "swamp", "bayou", "lagoon", "harbor"]
@@ -43,7 +50,7 @@ def test_iw_bound_with_one_sample_is_the_elbo_sample_estimate(trained_run):
     data = EncodedItems(ITEMS, m.tokenizer)
     got = iw_nll(m.model, data, samples=1, batch_size=len(ITEMS), seed=7)
     # the same estimate by hand: -[log p(x|z) + log p(z) - log q(z|x)] with the same z
-    index, tokens, lengths = next(data.iterate(len(ITEMS)))
+    _, tokens, lengths = next(data.iterate(len(ITEMS)))
     with torch.no_grad():
         mu, logvar = m.model.encode(tokens, lengths)
         eps = torch.randn((1, len(ITEMS), mu.shape[1]), generator=torch.Generator().manual_seed(7))
@@ -85,7 +92,7 @@ def test_reconstruction_and_sample_reports():
 
 
 def test_the_validation_objective_counts_free_bits_as_training_does(trained_run):
-    from textvae.metrics import evaluate_elbo
+    from textvae.evaluation.metrics import evaluate_elbo
     m = textvae.load(trained_run)
     data = EncodedItems(ITEMS, m.tokenizer)
     plain = evaluate_elbo(m.model, data)

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from textvae.model import ModelConfig, TextVAE, decoder_inputs, reparameterize
-from textvae.tokenizer import BOS_ID, EOS_ID, PAD_ID, CharTokenizer
+from textvae.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, CharTokenizer
+from textvae.model.vae import TextVAE, decoder_inputs, reparameterize
+from textvae.settings import ModelConfig
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -16,7 +17,7 @@ def test_shapes(cell, layers, bidirectional, z_every_step):
     out = model(tokens, lengths)
     assert out.logits.shape == (3, tokens.shape[1], tok.vocab_size)
     assert out.mu.shape == out.logvar.shape == out.z.shape == (3, 4)
-    logits, state = model.step(out.z, torch.full((3,), BOS_ID), model.initial_state(out.z))
+    logits, _ = model.step(out.z, torch.full((3,), BOS_ID), model.initial_state(out.z))
     assert logits.shape == (3, tok.vocab_size)
 
 
@@ -137,7 +138,7 @@ def test_a_fitted_prior_samples_like_the_codes_it_was_fitted_to():
     plain = TextVAE(ModelConfig(20, embed_dim=8, hidden_dim=16, latent_dim=4))
     eps = torch.randn(3, 4)
     assert torch.equal(plain.prior_sample(eps), eps)                  # N(0, I) unless fitted
-    from textvae.arraystep import ArraySteps  # generation's numpy prior: the same codes
+    from textvae.decoding.arraystep import ArraySteps  # generation's numpy prior: the same codes
     torch.testing.assert_close(torch.from_numpy(ArraySteps.of(m, "numpy").prior(eps.numpy())), m.prior_sample(eps))
     assert torch.equal(torch.from_numpy(ArraySteps.of(plain, "numpy").prior(eps.numpy())), eps)
 
@@ -155,7 +156,7 @@ def test_the_slot_prior_samples_codes_of_the_words_and_sequences_it_was_fitted_t
     eps = torch.randn(500, 12, generator=torch.Generator().manual_seed(1))
     z = m.prior_sample(eps)
     torch.testing.assert_close(z, m.prior_sample(eps))          # the same noise, the same codes
-    from textvae.arraystep import ArraySteps  # and generation's numpy prior draws them too
+    from textvae.decoding.arraystep import ArraySteps  # and generation's numpy prior draws them too
     assert torch.equal(torch.from_numpy(ArraySteps.of(m, "numpy").prior(eps.numpy())), z)
     seen = set()
     for row in z.view(500, 4, 3):

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from textvae.objective import KLSchedule, character_dropout, elbo_terms, kl_divergence, reconstruction_nll
-from textvae.tokenizer import BOS_ID, PAD_ID, UNK_ID
+from textvae.data.tokenizer import BOS_ID, PAD_ID, UNK_ID
+from textvae.model.objective import KLSchedule, character_dropout, elbo_terms, kl_divergence, reconstruction_nll
 
 
 def test_kl_matches_torch_distributions():

@@ -1,4 +1,4 @@
-"""The word prior: a language model over a sentence's word slots, learned with the model (textvae/prior.py)."""
+"""The word prior: a language model over a sentence's word slots, learned with the model (textvae/model/prior.py)."""
 
 import random
 
@@ -7,13 +7,14 @@ import pytest
 import torch
 
 import textvae
-from textvae.checkpoint import RunInfo, save
-from textvae.data import EncodedItems
-from textvae.metrics import iw_nll
-from textvae.model import ModelConfig, TextVAE
-from textvae.prior import END, FIRST_WORD, OTHER, pick, vocabulary, word_hashes, word_pieces
-from textvae.tokenizer import CharTokenizer
-from textvae.train import TrainConfig, train
+from textvae.data.items import EncodedItems
+from textvae.data.tokenizer import CharTokenizer
+from textvae.evaluation.metrics import iw_nll
+from textvae.io.checkpoint import RunInfo, save
+from textvae.model.prior import END, FIRST_WORD, OTHER, pick, vocabulary, word_hashes, word_pieces
+from textvae.model.vae import TextVAE
+from textvae.settings import ModelConfig, TrainConfig
+from textvae.training.trainer import train
 
 SUBJECTS = ["the film", "this movie", "the cast", "her story", "the plot"]
 VERBS = ["is", "feels", "seems", "remains"]
@@ -196,7 +197,7 @@ def test_a_checkpoint_written_before_the_word_prior_decodes_as_it_did(tmp_path):
 def test_a_word_list_gets_a_prior_over_its_characters_and_paths_between_its_words(tiny_corpus, tmp_path):
     from click.testing import CliRunner
 
-    from textvae.cli import cli
+    from textvae.cli.commands import cli
     out = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", str(tiny_corpus), "--out", str(out), "--steps", "30",
                                       "--batch-size", "32"], catch_exceptions=False)

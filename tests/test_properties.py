@@ -4,9 +4,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from textvae.cli import cli
-from textvae.data import DataError, read_corpus
-from textvae.tokenizer import UNK_ID, CharTokenizer
+from textvae.cli.commands import cli
+from textvae.data.corpus import DataError, read_corpus
+from textvae.data.tokenizer import UNK_ID, CharTokenizer
 
 
 @given(st.lists(st.text(), min_size=1, max_size=8))

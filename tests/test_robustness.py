@@ -13,12 +13,13 @@ import pytest
 import torch
 from words import TINY_MODEL, WORDS
 
-from textvae import checkpoint
-from textvae.checkpoint import CheckpointError
-from textvae.data import EncodedItems
-from textvae.model import ModelConfig, TextVAE
-from textvae.tokenizer import CharTokenizer
-from textvae.train import TrainConfig, TrainingError, train
+from textvae.data.items import EncodedItems
+from textvae.data.tokenizer import CharTokenizer
+from textvae.io import checkpoint
+from textvae.io.checkpoint import CheckpointError
+from textvae.model.vae import TextVAE
+from textvae.settings import ModelConfig, TrainConfig, TrainingError
+from textvae.training.trainer import train
 
 ITEMS = [w + s for w in WORDS for s in ("", "s", "ing")]
 
@@ -69,9 +70,10 @@ def test_nan_loss_skips_the_step_and_stops_after_repeated_failures(tmp_path):
 
 SAVER = """
 import sys, torch
-from textvae import checkpoint
-from textvae.model import ModelConfig, TextVAE
-from textvae.tokenizer import CharTokenizer
+from textvae.io import checkpoint
+from textvae.model.vae import TextVAE
+from textvae.settings import ModelConfig
+from textvae.data.tokenizer import CharTokenizer
 tok = CharTokenizer.fit(["abcdefghij"])
 model = TextVAE(ModelConfig(tok.vocab_size, embed_dim=64, hidden_dim=256, latent_dim=32))
 print("ready", flush=True)
@@ -141,7 +143,7 @@ def test_cli_sigint_saves_and_resume_continues(tmp_path, tiny_corpus):
     while time.monotonic() < deadline and (not metrics.exists() or metrics.stat().st_size < 500):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     err = err.decode()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "textvae train --resume" in err
@@ -149,7 +151,7 @@ def test_cli_sigint_saves_and_resume_continues(tmp_path, tiny_corpus):
     step = saved["state"]["step"]
     assert step > 0
     r = subprocess.run([sys.executable, "-m", "textvae", "train", "--resume", "runs/tiny", "--steps", str(step + 5)],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
     assert f"resuming runs/tiny at step {step:,}" in r.stderr
     assert checkpoint.load_training_state(tmp_path / "runs" / "tiny")["state"]["step"] == step + 5

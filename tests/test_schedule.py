@@ -2,18 +2,28 @@
 earlier behaviour kept under --lr-schedule constant."""
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 import torch
 from words import WORDS
 
-from textvae.data import EncodedItems
-from textvae.model import ModelConfig, TextVAE
-from textvae.objective import KLSchedule, planned
-from textvae.schedule import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MIN_STEPS, MIN_VALID_GAP, learning_rate, plan, refit
-from textvae.tokenizer import CharTokenizer
-from textvae.train import TrainConfig, train
+from textvae.data.items import EncodedItems
+from textvae.data.tokenizer import CharTokenizer
+from textvae.model.objective import KLSchedule, planned
+from textvae.model.vae import TextVAE
+from textvae.settings import ModelConfig, TrainConfig
+from textvae.training.schedule import (
+    DEFAULT_EPOCHS,
+    DEFAULT_PATIENCE,
+    MIN_STEPS,
+    MIN_VALID_GAP,
+    learning_rate,
+    plan,
+    refit,
+)
+from textvae.training.trainer import train
 
 ITEMS = [w + s for w in WORDS[:25] for s in ("", "s", "ed", "ing")]
 
@@ -22,8 +32,8 @@ ITEMS = [w + s for w in WORDS[:25] for s in ("", "s", "ed", "ing")]
 def test_learning_rate_warms_up_then_decays_to_its_floor(shape):
     lrs = [learning_rate(shape, 1e-3, t, 1000, 100, 0.1) for t in range(1001)]
     assert lrs[0] == pytest.approx(1e-5) and lrs[99] == pytest.approx(1e-3)          # linear warm-up to the peak
-    assert all(a < b for a, b in zip(lrs[:99], lrs[1:100]))
-    assert all(a >= b for a, b in zip(lrs[100:], lrs[101:]))                          # then never rises
+    assert all(a < b for a, b in pairwise(lrs[:100]))
+    assert all(a >= b for a, b in pairwise(lrs[100:]))                          # then never rises
     assert lrs[1000] == pytest.approx(1e-4) and min(lrs[100:]) == pytest.approx(1e-4)  # the floor, at the end
     mid = lrs[550]
     assert mid == pytest.approx(0.55e-3, rel=0.02)                                    # half-way down at mid-decay

@@ -15,17 +15,18 @@ from words import TINY_MODEL
 
 import textvae
 from textvae.api import Model
-from textvae.checkpoint import RunInfo
-from textvae.cli import cli
-from textvae.model import ModelConfig, TextVAE
-from textvae.tokenizer import CharTokenizer
+from textvae.cli.commands import cli
+from textvae.data.tokenizer import CharTokenizer
+from textvae.io.checkpoint import RunInfo
+from textvae.model.vae import TextVAE
+from textvae.settings import ModelConfig
 
 pytest.importorskip("starlette")
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from textvae.serve import Explorer, LatentMap  # noqa: E402
-from textvae.serve.app import STATIC, Worker, create_app, loopback  # noqa: E402
-from textvae.serve.query import BadRequest  # noqa: E402
+from textvae.serve import Explorer, LatentMap
+from textvae.serve.app import STATIC, Worker, create_app, loopback
+from textvae.serve.query import BadRequest
 
 
 @pytest.fixture(scope="module")
@@ -275,18 +276,18 @@ def test_concurrent_requests_decode_in_one_batch_as_they_would_alone(model):
         return await asyncio.gather(*(worker.run(job) for job in jobs))
 
     batcher = DecodeBatcher(threading.Lock())
-    model.batcher, before = batcher, model.batcher
+    model.decoder.batcher, before = batcher, model.decoder.batcher
     try:
         results = asyncio.run(main(Worker(batcher=batcher)))
     finally:
-        model.batcher = before
+        model.decoder.batcher = before
     assert results == expected
     assert batcher.jobs == len(jobs) - 1 and batcher.batches < batcher.jobs       # several requests per batch
 
 
 def test_a_decoding_that_fails_in_a_batch_fails_only_its_own_request(model, monkeypatch):
     from textvae.serve.batch import DecodeBatcher
-    real = model.decode_rows
+    real = model.decoder.rows
 
     def picky(code, *args, **kwargs):               # a fault of one request's codes
         if bool(torch.isnan(code).any()):
@@ -297,13 +298,13 @@ def test_a_decoding_that_fails_in_a_batch_fails_only_its_own_request(model, monk
     expected = [job() for job in jobs]
     nan = np.full((1, model.latent_dim), np.nan, dtype=np.float32)
     jobs.insert(1, lambda: model.decode(nan, strategy="greedy"))
-    monkeypatch.setattr(model, "decode_rows", picky)
+    monkeypatch.setattr(model.decoder, "rows", picky)
 
     async def main(worker):
         return await asyncio.gather(*(worker.run(job) for job in jobs), return_exceptions=True)
 
     batcher = DecodeBatcher(threading.Lock())
-    monkeypatch.setattr(model, "batcher", batcher)
+    monkeypatch.setattr(model.decoder, "batcher", batcher)
     results = asyncio.run(main(Worker(batcher=batcher)))
     assert isinstance(results[1], BadRequest) and "not a number" in str(results[1])
     assert [results[0], *results[2:]] == expected and batcher.batches < batcher.jobs

@@ -24,11 +24,11 @@ import pytest
 import torch
 from words import TINY_MODEL, WORDS
 
-from textvae import checkpoint
-from textvae.checkpoint import RunInfo
-from textvae.data import DataConfig
-from textvae.model import ModelConfig, TextVAE
-from textvae.tokenizer import CharTokenizer
+from textvae.data.tokenizer import CharTokenizer
+from textvae.io import checkpoint
+from textvae.io.checkpoint import RunInfo
+from textvae.model.vae import TextVAE
+from textvae.settings import DataConfig, ModelConfig
 
 pytestmark = pytest.mark.slow
 playwright = pytest.importorskip("playwright.sync_api")

@@ -1,6 +1,6 @@
 import torch
 
-from textvae.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharTokenizer
+from textvae.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharTokenizer
 
 
 def test_round_trip_of_every_training_character():

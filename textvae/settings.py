@@ -1,7 +1,6 @@
 """The settings of every command, and the names the command line declares, in a module that imports no torch.
 
-The configuration dataclasses (`ModelConfig`, `TrainConfig`, `Decoding`, `BenchConfig`; `DataConfig` lives in
-`data`), the choices and limits the options check, and the errors the command line turns into one line live here,
+The configuration dataclasses (`DataConfig`, `ModelConfig`, `TrainConfig`, `Decoding`, `BenchConfig`), the choices and limits the options check, and the errors the command line turns into one line live here,
 so that `textvae --help` and `textvae generate` start without loading torch (2-3 s of a 2-core machine's time):
 the modules that use them import them from here.
 """
@@ -11,8 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-
-from .config import Saved
 
 CELL_NAMES = ("gru", "lstm")             # the recurrent units (`model.CELLS`)
 STRATEGIES = ("greedy", "sample", "beam")
@@ -38,6 +35,37 @@ DEFAULT_LR = 5e-3      # under a planned schedule: peak learning rate (measured 
 DEFAULT_WORD_DROPOUT = 0.0   # and no character dropout (free bits keep the code in use)
 SMALL_CORPUS = 20_000          # items: below this a CPU run takes batches of 64, from it on 128
 GPU_BATCH = 256
+
+
+class Saved:
+    """A mixin for the settings dataclasses saved as JSON in checkpoints and run.json: `to_dict()` for saving;
+    `from_dict()` that keeps the known fields, so that a file written by a later version with more settings still
+    reads."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+UNITS = ("line", "word")
+
+
+@dataclass(frozen=True)
+class DataConfig(Saved):
+    """Where a run's items come from and how they are read; saved in every checkpoint."""
+    corpus: str | None = None         # text/table file, or hf:NAME[:CONFIG]
+    valid: str | None = None          # validation file; None: a hashed 5% of the corpus
+    unit: str = "line"                # an item is a whole line, or each whitespace-separated word
+    column: str | None = None         # text column of a table or dataset
+    label_column: str | None = None   # label column: a conditional model
+    max_len: int | None = 256         # items longer than this many characters are skipped
+    encoding: str = "utf-8"           # text encoding of the files
+    errors: str = "strict"            # strict | replace | ignore: bytes not valid in `encoding`
+    stream: bool = False              # tokenise a plain text file in a stream into a memory-mapped cache
 
 
 @dataclass(frozen=True)
@@ -228,6 +256,11 @@ class Decoding:
                              "no_repeat_ngram >= 0")
         if self.strategy == "sample" and self.temperature < MIN_TEMPERATURE:
             object.__setattr__(self, "strategy", "greedy")
+
+    @classmethod
+    def given(cls, decoding: Decoding | None, default_strategy: str = "greedy", **options) -> Decoding:
+        """`decoding` (or the default strategy's setting) with the keyword `options` applied."""
+        return (decoding or cls(strategy=default_strategy)).but(**options)
 
     def but(self, **changes) -> Decoding:
         """This setting with some fields changed (None values leave a field as it is)."""

@@ -152,7 +152,7 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = None)
     """The explorer's app. `allowed_hosts`: the Host names a request may carry (say, the loopback names, against
     DNS rebinding); None takes any."""
     batcher = DecodeBatcher(threading.Lock())
-    explorer.model.batcher = batcher
+    explorer.model.decoder.batcher = batcher
     worker = Worker(batcher=batcher)
 
     def endpoint(route):

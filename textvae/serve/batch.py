@@ -20,7 +20,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..decode import Decoding, Streams
+from ..decoding.loop import Streams
+from ..settings import Decoding
 
 GATHER_S = 0.004       # a leader waits this long for another request to arrive, again while more come
 GATHER_MAX_S = 0.5     # and no longer than this in all
@@ -28,7 +29,7 @@ GATHER_MAX_S = 0.5     # and no longer than this in all
 
 @dataclass
 class _Job:
-    model: object
+    decoder: object                             # the `decoding.Decoder` that handed the codes in
     code: torch.Tensor
     d: Decoding
     max_len: int
@@ -44,7 +45,7 @@ class _Job:
 
     def key(self) -> tuple:
         """Jobs of the same key decode together: the same model and setting (but the length limit)."""
-        return (id(self.model), replace(self.d, max_len=None), self.guidance, self.squash, self.code.shape[1],
+        return (id(self.decoder), replace(self.d, max_len=None), self.guidance, self.squash, self.code.shape[1],
                 self.code.dtype)
 
 
@@ -82,11 +83,11 @@ class DecodeBatcher:
                     self.arrived -= 1
                 self.arrivals.notify()
 
-    def decode(self, model, code: torch.Tensor, d: Decoding, max_len: int, generator, noise_width: int,
+    def decode(self, decoder, code: torch.Tensor, d: Decoding, max_len: int, generator, noise_width: int,
                limits, guidance: float, squash: str = "torch") -> list[str]:
         if not self.holding():      # a call from outside the worker: alone, as without a batcher
-            return model.decode_rows(code, d, max_len, generator, noise_width, limits, guidance, squash)
-        job = _Job(model, code, d, max_len, generator, noise_width,
+            return decoder.rows(code, d, max_len, generator, noise_width, limits, guidance, squash)
+        job = _Job(decoder, code, d, max_len, generator, noise_width,
                    None if limits is None else [int(x) for x in limits], guidance, squash,
                    threading.Condition(self.lock))
         self.pending.append(job)
@@ -130,11 +131,11 @@ class DecodeBatcher:
                 texts = self._decode(jobs)
                 for job in jobs:
                     job.texts, texts = texts[:len(job.code)], texts[len(job.code):]
-            except Exception:           # one request's fault must not fail the others: each again, alone
+            except Exception:  # noqa: BLE001 (one request's fault must not fail the others: each again, alone)
                 for job in jobs:
                     try:
                         job.texts = self._decode([job])
-                    except Exception as e:
+                    except Exception as e:  # noqa: BLE001 (the request's own error, raised in its thread)
                         job.error = e
             for job in jobs:
                 job.done = True
@@ -146,10 +147,10 @@ class DecodeBatcher:
     def _decode(jobs: list[_Job]) -> list[str]:
         first = jobs[0]
         if len(jobs) == 1:
-            return first.model.decode_rows(first.code, first.d, first.max_len, first.generator, first.noise_width,
-                                           first.limits, first.guidance, first.squash)
+            return first.decoder.rows(first.code, first.d, first.max_len, first.generator, first.noise_width,
+                                      first.limits, first.guidance, first.squash)
         max_len = max(j.max_len for j in jobs)
         limits = [min(x, j.max_len) for j in jobs for x in (j.limits or [j.max_len] * len(j.code))]
         streams = Streams(tuple((j.generator, len(j.code), j.noise_width) for j in jobs))
         code = torch.cat([j.code for j in jobs])
-        return first.model.decode_rows(code, first.d, max_len, streams, 0, limits, first.guidance, first.squash)
+        return first.decoder.rows(code, first.d, max_len, streams, 0, limits, first.guidance, first.squash)

@@ -17,10 +17,9 @@ from itertools import pairwise
 import numpy as np
 
 from ..api import Model
-from ..data import DataError
-from ..evaluate import map_items
-from ..metrics import edit_distance, principal_plane
-from ..render import changed_spans
+from ..data.corpus import DataError
+from ..evaluation.metrics import changed_spans, edit_distance, principal_plane
+from ..evaluation.report import map_items
 from ..settings import MAP_ITEMS, MAX_MAP_ITEMS  # noqa: F401 (their home before settings)
 
 READ_OUT = "greedy"     # how the explorer reads a code out, unless a request says otherwise

@@ -11,8 +11,8 @@ import math
 from starlette.requests import Request
 
 from ..api import Model
-from ..decode import STRATEGIES
-from ..tokenizer import not_unicode
+from ..data.tokenizer import not_unicode
+from ..settings import STRATEGIES
 
 MAX_BODY = 64 * 1024        # bytes of a request body
 MAX_ITEMS = 100             # items one request decodes or encodes
