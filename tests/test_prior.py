@@ -1,5 +1,6 @@
 """The word prior: a language model over a sentence's word slots, learned with the model (textvae/model/prior.py)."""
 
+import json
 import random
 
 import numpy as np
@@ -199,8 +200,8 @@ def test_a_word_list_gets_a_prior_over_its_characters_and_paths_between_its_word
 
     from textvae.cli.commands import cli
     out = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", str(tiny_corpus), "--out", str(out), "--steps", "30",
-                                      "--batch-size", "32"], catch_exceptions=False)
+    result = CliRunner().invoke(cli, ["train", str(tiny_corpus), "--out", str(out), "--steps", "30"],
+                                    catch_exceptions=False)
     assert result.exit_code == 0, result.output
     m = textvae.load(out)
     assert m.prior.startswith("a language model over the character slots")
@@ -208,3 +209,11 @@ def test_a_word_list_gets_a_prior_over_its_characters_and_paths_between_its_word
     path = m.interpolate(words[0], words[1], steps=5)
     assert len(path) == 5 and path[0] == m.reconstruct([words[0]])[0] and path[-1] == m.reconstruct([words[1]])[0]
     assert all(isinstance(t, str) for t in m.generate(5, seed=0))
+    # the KL weighs fully from the first step, and a few hundred items train in batches of 32, unless asked otherwise
+    chose = json.loads((out / "run.json").read_text())["train_config"]
+    assert (chose["kl_schedule"], chose["batch_size"]) == ("constant", 32)
+    assert "the KL's full weight from the first step" in result.output
+    result = CliRunner().invoke(cli, ["train", str(tiny_corpus), "--out", str(tmp_path / "linear"), "--steps", "2",
+                                      "--kl-schedule", "linear"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "linear/run.json").read_text())["train_config"]["kl_schedule"] == "linear"

@@ -169,7 +169,7 @@ TRAIN_OPTIONS = [
                  help="The learning rate at the budget's end, as a share of --lr."),
     click.option("--kl-schedule", type=click.Choice(SCHEDULES), default=_t("kl_schedule"),
                  help=f"KL annealing (Bowman et al. 2016; cyclical: Fu et al. 2019) [default: {_t('kl_schedule')}; "
-                      "constant with --decoder-from]."),
+                      "constant with --decoder-from and for words and names]."),
     click.option("--kl-warmup", type=click.IntRange(1), default=_t("kl_warmup"), show_default=True,
                  help="Steps for beta to reach its maximum (steps per cycle when cyclical)."),
     click.option("--beta", type=Number(0), default=_t("beta"), show_default=True, help="Final weight of the KL term."),

@@ -29,6 +29,7 @@ from ..settings import (
     LEGACY_LR,
     LEGACY_WORD_DROPOUT,
     SMALL_CORPUS,
+    TINY_CORPUS,
     TrainConfig,
     TrainingError,
 )
@@ -42,7 +43,7 @@ def default_batch_size(items: int, device: torch.device) -> int:
     a GPU runs larger batches at little extra cost per step."""
     if device.type == "cuda":
         return GPU_BATCH
-    return 64 if items < SMALL_CORPUS else 128
+    return 32 if items < TINY_CORPUS else 64 if items < SMALL_CORPUS else 128
 
 
 def resolve_defaults(cfg: TrainConfig, items: int, device: torch.device) -> TrainConfig:
