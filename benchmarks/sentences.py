@@ -13,7 +13,8 @@ the same text with its words shuffled in each line several times more). Prints, 
 - samples (the default decoding of `generate`): the judge's ratio, the share of their words found in the training
   text (and the held-out text's, for scale), distinct-2 against the held-out text's, reverse perplexity (a judge
   fitted on the samples scores held-out text, against one fitted on as many training lines), copies of training
-  lines, empty and runaway samples (they reach the length limit, or repeat a three-word sequence three times);
+  lines (and among the model's own draws, before `generate` draws copies again), empty and runaway samples
+  (they reach the length limit, or repeat a three-word sequence three times);
 - greedy decodings of prior codes that run away;
 - paths between 40 pairs of held-out items, 7 steps each (the default decoding of `interpolate`): the judge's
   ratio of the middle steps (2-4), their real words, the share equal to neither end, copies of training lines,
@@ -109,6 +110,8 @@ def figures(m, held: list[str], train: list[str], samples: int = 1000, codes: in
             pairs: int = 40, seed: int = 0) -> dict:
     t0 = time.monotonic()
     gen = m.generate(samples, seed=seed)
+    drawn = m.generate(samples, seed=seed, new=False)              # the model's own draws, before copies are redrawn
+    seen = set(train)
     greedy = m.generate(codes, seed=seed + 1, strategy="greedy")
     paths = interpolation_report(m, held, None, pairs, m.words, seed, judge_train=train, keep_paths=True)
     subset = held[pairs * 2:pairs * 2 + recon]                  # the first items make the interpolation pairs
@@ -121,6 +124,7 @@ def figures(m, held: list[str], train: list[str], samples: int = 1000, codes: in
         "unit": unit,
         "samples": {**fluency(gen, held, train, seed=seed, unit=unit),
                     "empty": sum(not t for t in gen) / len(gen),
+                    "copied_drawn": sum(t in seen for t in drawn) / len(drawn),
                     "runaway": sum(is_runaway(t, m.default_max_len) for t in gen) / len(gen), "examples": gen[:10]},
         "greedy_prior": {"n": codes, "runaway": sum(is_runaway(t, m.default_max_len) for t in greedy) / codes,
                          "examples": greedy[:3]},
@@ -162,7 +166,8 @@ def main() -> None:
     print(f"prior: {m.prior}")
     print(f"samples ({s['samples']}): judge {s['judge_ratio']:.2f}x held-out text's perplexity; real words "
           f"{s['real_words']:.1%} (held-out text {s['real_words_held_out']:.1%}); distinct-2 {s['distinct_2_ratio']:.2f}x "
-          f"held-out's; reverse perplexity {s['reverse_ppl_ratio']:.2f}x training text's; copied {s['copied']:.1%}; "
+          f"held-out's; reverse perplexity {s['reverse_ppl_ratio']:.2f}x training text's; copied {s['copied']:.1%} "
+          f"(of the model's draws before copies are drawn again: {s['copied_drawn']:.1%}); "
           f"empty {s['empty']:.1%}; runaway {s['runaway']:.1%}")
     for t in s["examples"]:
         print(f"    {t}")

@@ -105,6 +105,16 @@ class Model:
         return self._words
 
     @property
+    def items(self):
+        """The training items (a `WordSet` of whole items), when the checkpoint carries them."""
+        if self.run.items is None:
+            return None
+        if getattr(self, "_items", None) is None:
+            from .data.words import WordSet
+            self._items = WordSet.from_dict(self.run.items)
+        return self._items
+
+    @property
     def max_len(self) -> int:
         """The longest text the model encodes: its training length limit (items longer were left out)."""
         return int(self.run.data.max_len or max(self.run.longest_item or 0, 256))
@@ -192,27 +202,31 @@ class Model:
         return reparameterize(torch.as_tensor(mu), torch.as_tensor(logvar), eps=radius * self.sample_prior(n, seed))
 
     def generate(self, n: int, decoding: Decoding | None = None, seed: int | None = None, near: str | None = None,
-                 radius: float = 1.0, label=None, near_label=None, **options) -> list[str]:
+                 radius: float = 1.0, label=None, near_label=None, new: bool = True, **options) -> list[str]:
         """`n` new items: codes drawn from the prior N(0, I) (or around `near`'s posterior), then decoded
         (by sampling unless `decoding` says otherwise); a conditional model decodes them under `label`
-        (one name, or one per item). The same as joining what `iter_generate` yields."""
-        return [text for block in self.iter_generate(n, decoding, seed, near, radius, label, near_label, **options)
+        (one name, or one per item). With `new` (and a checkpoint that carries its training items), an item of
+        the training text is drawn again, up to `sample.REDRAWS` times. The same as joining what `iter_generate`
+        yields."""
+        return [text for block in self.iter_generate(n, decoding, seed, near, radius, label, near_label, new,
+                                                     **options)
                 for text in block]
 
     def iter_generate(self, n: int, decoding: Decoding | None = None, seed: int | None = None,
                       near: str | None = None, radius: float = 1.0, label=None, near_label=None,
-                      **options) -> Iterator[list[str]]:
+                      new: bool = True, **options) -> Iterator[list[str]]:
         """`generate`, a block of at most `BLOCK` items at a time, so that memory stays flat however large `n`
         is and the first items come at once (`Decoder.generate`): with a seed, the first k items are the same for
         every n >= k, and from the prior on a CPU the same items as `textvae generate` gives without torch."""
         d = Decoding.given(decoding, "sample", **options)
         base = seed if seed is not None else new_seed()
+        known = self.items if new else None
         if near is None:
-            yield from self.decoder.generate(n, d, base, label=label)
+            yield from self.decoder.generate(n, d, base, label=label, known=known)
             return
         d = self.decoder.length_for(d, [near])
         mu, logvar = (torch.as_tensor(x) for x in self.encode([near], return_logvar=True, labels=near_label or label))
-        yield from self.decoder.generate(n, d, base, (mu, logvar), radius, label)
+        yield from self.decoder.generate(n, d, base, (mu, logvar), radius, label, known)
 
     # the inside of a path between two sentences: words drawn from the word prior given the path's global code, at
     # this temperature (measured on review snippets: 0 writes the same few generic phrases, loops included; 1 the

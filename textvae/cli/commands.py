@@ -210,15 +210,16 @@ def _echo(text: str) -> None:
 @opt.options(*opt.GENERATE_OPTIONS)
 @opt.decoding_options
 @opt.LABEL_OPTION
-def generate(model_path, num, near, radius, stats, label, **opts):
-    """Sample new items: codes from the prior (or near a text), decoded one per line."""
+def generate(model_path, num, near, radius, stats, copies, label, **opts):
+    """Sample new items: codes from the prior (or near a text), decoded one per line; an item of the training
+    text is drawn again (--copies keeps it)."""
     if near is None and label is None and not stats:
         model_path = str(_model_path(model_path))
-        if _generate_without_torch(model_path, num, dict(opts)):
+        if _generate_without_torch(model_path, num, dict(opts), not copies):
             return
     m, dec, seed = _prepared(model_path, opts, "sample", [near] if near is not None else [], [label])
     texts: list[str] = []                           # the first STATS_ITEMS, for --stats
-    for block in m.iter_generate(num, dec, seed=seed, near=near, radius=radius, label=label):
+    for block in m.iter_generate(num, dec, seed=seed, near=near, radius=radius, label=label, new=not copies):
         _echo("\n".join(block))
         if stats and len(texts) < STATS_ITEMS:
             texts.extend(block[:STATS_ITEMS - len(texts)])
@@ -233,7 +234,7 @@ def generate(model_path, num, near, radius, stats, label, **opts):
                   f"distinct-1 {r['distinct_1']:.3f}, distinct-2 {r['distinct_2']:.3f}; mean length {r['mean_length']:.1f}")
 
 
-def _generate_without_torch(model_path: str, num: int, opts: dict) -> bool:
+def _generate_without_torch(model_path: str, num: int, opts: dict, new: bool) -> bool:
     """`generate` from the prior by `sample.Sampler`: the same items as `Model.iter_generate`, without loading
     torch, so that the first lines come at once. False (nothing printed) where the torch model is needed: beam
     search, guidance, a conditional model, a checkpoint whose arrays numpy cannot read as they are."""
@@ -244,7 +245,7 @@ def _generate_without_torch(model_path: str, num: int, opts: dict) -> bool:
     sampler = Sampler.open(model_path, dec)
     if sampler is None:
         return False
-    blocks = sampler.iter_generate(num, dec, seed)
+    blocks = sampler.iter_generate(num, dec, seed, new)
     try:
         first = next(blocks)
     except (ValueError, IndexError, KeyError):      # arrays unlike their configuration: the torch path says why

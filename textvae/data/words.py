@@ -17,8 +17,9 @@ class WordSet:
         self.bits, self.count = bits, count           # (m / 8,) uint8, and the number of words put in
 
     @classmethod
-    def of(cls, texts, bits_per_word: int = 10) -> WordSet:
-        words = {w for t in texts for w in t.split()}
+    def of(cls, texts, bits_per_word: int = 10, whole: bool = False) -> WordSet:
+        """The whitespace words of `texts`, or with `whole` the texts themselves."""
+        words = set(texts) if whole else {w for t in texts for w in t.split()}
         m = 8 * max(8, (bits_per_word * len(words) + 7) // 8)          # a whole number of bytes
         bits = np.zeros(m // 8, dtype=np.uint8)
         if words:

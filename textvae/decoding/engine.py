@@ -23,7 +23,7 @@ from ..settings import BLOCK, WORD_TOP_P, Decoding
 from .arraystep import ArraySteps
 from .beam import Guided, beam_search
 from .loop import Streams, decode_setting, random_stream
-from .sample import blocks, generate_prior
+from .sample import blocks, generate_prior, new_items
 
 DEFAULT_GUIDANCE = 1.0      # classifier-free guidance weight for conditional models trained with label dropout
 LENGTH_SLACK = 8            # characters a decoding of a text's code may run past 1.5 x the text's length
@@ -221,12 +221,26 @@ class Decoder:
             return self.model.prior_sample(eps.to(self.device)).cpu()
 
     def generate(self, n: int, d: Decoding, seed: int, near: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 radius: float = 1.0, label=None) -> Iterator[list[str]]:
+                 radius: float = 1.0, label=None, known=None) -> Iterator[list[str]]:
         """`n` new items, a block of at most `BLOCK` at a time: codes drawn from the prior (or around the posterior
         `near`, (mu, logvar)), decoded by `d`. Each block draws its codes and its sampling noise from its own seed,
         made from `seed` and the block's number (`sample.blocks`): the first k items are the same for every
         n >= k. From the prior on a CPU, the blocks are those `textvae generate` decodes without torch
-        (`sample.generate_prior`), the same items for the same seed."""
+        (`sample.generate_prior`), the same items for the same seed. Items that `known` holds (the training
+        items, a `WordSet`) are drawn again (`sample.new_items`)."""
+        first = self._draw(n, d, seed, near, radius, label)
+        if known is None:
+            yield from first
+            return
+
+        def draw(rows: list[int], again: int) -> list[str]:
+            labels = label if label is None or isinstance(label, str) else [list(label)[i] for i in rows]
+            return [t for block in self._draw(len(rows), d, again, near, radius, labels) for t in block]
+        yield from new_items(first, draw, seed, known)
+
+    def _draw(self, n: int, d: Decoding, seed: int, near: tuple[torch.Tensor, torch.Tensor] | None = None,
+              radius: float = 1.0, label=None) -> Iterator[list[str]]:
+        """`generate`'s draws, training items and all."""
         if near is None and self.model.config.word_prior:
             yield from self._generate_words(n, d, seed)
             return

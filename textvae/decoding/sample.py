@@ -9,7 +9,7 @@ first items come out before torch would have finished loading (2-3 s on a 2-core
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,29 @@ def blocks(n: int, seed: int, latent_dim: int) -> Iterator[tuple[int, np.ndarray
         m = min(BLOCK, n - start)
         eps = random_stream(mix(seed, b, 0)).standard_normal((BLOCK, latent_dim), dtype=np.float32)[:m]
         yield start, eps, mix(seed, b, 1)
+
+
+REDRAWS = 10        # a draw that is a training item is drawn again, at most this many times (then it stays)
+
+
+def new_items(first: Iterator[list[str]], draw: Callable[[list[int], int], list[str]], seed: int,
+              known) -> Iterator[list[str]]:
+    """The blocks of `first` with each item that `known` holds (the training items: `contains(texts)` -> bools)
+    drawn again: `draw(rows, seed)` gives new items for those rows (their indices among all items) from a seed made
+    from `seed`, the block and the round, so that a seed still gives the same items; after `REDRAWS` rounds an item
+    still known stays."""
+    start = 0
+    for b, block in enumerate(first):
+        block = list(block)
+        for r in range(1, REDRAWS + 1):
+            again = np.flatnonzero(known.contains(block)).tolist()
+            if not again:
+                break
+            seq = np.random.SeedSequence([seed % 2**63, b, r]).generate_state(1, np.uint64)[0]
+            for i, text in zip(again, draw([start + i for i in again], int(seq) % (2**63 - 1))):
+                block[i] = text
+        yield block
+        start += len(block)
 
 
 def prior_texts(steps: ArraySteps, tokenizer, eps: np.ndarray, d: Decoding, max_len: int, seed: int) -> list[str]:
@@ -79,7 +102,16 @@ class Sampler:
             return None
         return cls(steps, tokenizer, run, p)
 
-    def iter_generate(self, n: int, d: Decoding, seed: int | None = None) -> Iterator[list[str]]:
-        """`Model.iter_generate` from the prior, for this checkpoint."""
+    def iter_generate(self, n: int, d: Decoding, seed: int | None = None, new: bool = True) -> Iterator[list[str]]:
+        """`Model.iter_generate` from the prior, for this checkpoint: with `new`, items the training text holds
+        are drawn again (`new_items`)."""
         seed = seed if seed is not None else new_seed()
-        return generate_prior(self.steps, self.tokenizer, n, d, seed, d.max_len or self.run.decode_limit)
+        limit = d.max_len or self.run.decode_limit
+        first = generate_prior(self.steps, self.tokenizer, n, d, seed, limit)
+        if not new or self.run.items is None:
+            return first
+        from ..data.words import WordSet
+
+        def draw(rows: list[int], again: int) -> list[str]:
+            return [t for block in generate_prior(self.steps, self.tokenizer, len(rows), d, again, limit) for t in block]
+        return new_items(first, draw, seed, WordSet.from_dict(self.run.items))

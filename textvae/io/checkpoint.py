@@ -50,6 +50,7 @@ class RunInfo:
     decoder_from: str | None = None   # the --lm run the decoder started from
     textvae_version: str = ""         # the version that trained the model
     words: dict | None = None         # the training text's words as a Bloom filter (metrics.WordSet.to_dict())
+    items: dict | None = None         # and its items, whole: `generate` draws again what it finds there
 
     @property
     def decode_limit(self) -> int:
@@ -63,7 +64,8 @@ class RunInfo:
     def from_dict(cls, d: dict) -> RunInfo:
         d = dict(d)
         return cls(data=DataConfig.from_dict(d.pop("data", None) or {}), labels=tuple(d.pop("labels", None) or ()),
-                   **{k: d[k] for k in ("longest_item", "corpus_md5", "decoder_from", "textvae_version", "words")
+                   **{k: d[k] for k in ("longest_item", "corpus_md5", "decoder_from", "textvae_version", "words",
+                                                 "items")
                       if k in d})
 
     @classmethod

@@ -283,9 +283,11 @@ def start(data_cfg: DataConfig, model_options: dict, cfg: TrainConfig, out: str 
         model.word_prior.spellings[:len(hashes)] = spellings
     if lm is not None:
         model.start_decoder_from(lm)
-    words = WordSet.of(data.texts).to_dict() if data.texts is not None else None
-    info = RunInfo(data=data_cfg, labels=tuple(labels), longest_item=data.longest_item,
-                   corpus_md5=data.fingerprint, decoder_from=decoder_from, textvae_version=__version__, words=words)
+    words = items = None
+    if data.texts is not None:
+        words, items = WordSet.of(data.texts).to_dict(), WordSet.of(data.texts, whole=True).to_dict()
+    info = RunInfo(data=data_cfg, labels=tuple(labels), longest_item=data.longest_item, corpus_md5=data.fingerprint,
+                   decoder_from=decoder_from, textvae_version=__version__, words=words, items=items)
     if distributed.is_main():
         if holds_run:
             for f in RUN_FILES:
