@@ -51,3 +51,10 @@ def test_items_the_checkpoint_lists_as_training_items_never_come_back(trained_ru
     assert all(b == a for a, b in zip(drawn, new) if a not in listed)
     assert new == m.generate(300, seed=2)
     assert m.generate(300, seed=2, new=False) == drawn
+
+
+def test_a_character_prior_draws_from_its_own_nucleus_unless_told(piece_run):
+    from textvae.settings import PIECE_TOP_P
+    m = textvae.load(piece_run)
+    assert m.generate(60, seed=1, new=False) == m.generate(60, seed=1, new=False, top_p=PIECE_TOP_P)
+    assert m.generate(60, seed=1, new=False) != m.generate(60, seed=1, new=False, top_p=1.0)

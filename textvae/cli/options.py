@@ -20,9 +20,11 @@ from ..settings import (
     MAX_DECODE_LEN,
     MAX_MAP_ITEMS,
     MAX_PATH_STEPS,
+    PIECE_TOP_P,
     SCHEDULES,
     SMALL_CORPUS,
     STRATEGIES,
+    TINY_CORPUS,
     UNITS,
     WARM_FREE_BITS,
     WORD_TOP_P,
@@ -156,7 +158,8 @@ TRAIN_OPTIONS = [
                       "objective (-ELBO, free bits counted as in training), once the learning rate has decayed "
                       f"to half; 0 never stops early [default: {DEFAULT_PATIENCE}; 0 with --lr-schedule constant]."),
     click.option("--batch-size", type=click.IntRange(1),
-                 help=f"Items per step [default: 64 on a CPU, 128 for corpora of {SMALL_CORPUS:,} items or more, "
+                 help=f"Items per step [default on a CPU: 32 for corpora under {TINY_CORPUS:,} items, 64 under "
+                      f"{SMALL_CORPUS:,}, 128 from there; "
                       f"{GPU_BATCH} on a GPU; {LEGACY_BATCH} with --lr-schedule constant]."),
     click.option("--lr", type=Number(0, min_open=True),
                  help=f"Peak Adam learning rate [default: {DEFAULT_LR:g}; {LEGACY_LR:g} with --lr-schedule constant]."),
@@ -213,7 +216,8 @@ DECODING_OPTIONS = [
                  help="Sample among the k best characters (0: all)."),
     click.option("--top-p", type=Number(0, 1, min_open=True),
                  help="Nucleus sampling: the smallest set of characters (a sentence model's words) with this much "
-                      f"probability [default: 1, all; a sentence model's words: {WORD_TOP_P}]."),
+                      f"probability [default: 1, all; a sentence model's words: {WORD_TOP_P}; a word or name model's "
+                      f"characters: {PIECE_TOP_P}]."),
     click.option("--beam", type=click.IntRange(1, 256), default=_d("beam"), show_default=True,
                  help="Beam width (--strategy beam)."),
     click.option("--length-penalty", type=Number(0), default=_d("length_penalty"), show_default=True,

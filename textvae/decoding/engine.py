@@ -19,7 +19,7 @@ import torch
 
 from ..io import checkpoint
 from ..model.vae import TextVAE, reparameterize
-from ..settings import BLOCK, WORD_TOP_P, Decoding
+from ..settings import BLOCK, PIECE_TOP_P, WORD_TOP_P, Decoding
 from .arraystep import ArraySteps
 from .beam import Guided, beam_search
 from .loop import Streams, decode_setting, random_stream
@@ -266,8 +266,14 @@ class Decoder:
                 yield from self._decode_blocks(group, d)
                 group = []
 
+    @property
+    def prior_top_p(self) -> float:
+        """The nucleus a word prior draws from unless told: `PIECE_TOP_P` when its pieces are characters (words,
+        names), else `WORD_TOP_P`."""
+        return PIECE_TOP_P if self.model.config.slot_break < 0 else WORD_TOP_P
+
     def _generate_words(self, n: int, d: Decoding, seed: int) -> Iterator[list[str]]:
-        """`generate` from a word prior: the setting's sampling (temperature, top-p, by default `WORD_TOP_P`;
+        """`generate` from a word prior: the setting's sampling (temperature, top-p, by default `prior_top_p`;
         greedy: the likeliest words) chooses the words, drawn by the prior; their spelling is read out greedily (or
         by beam search)."""
         temperature = d.temperature if d.strategy == "sample" else 0.0
@@ -275,7 +281,7 @@ class Decoder:
         for _, eps, _ in blocks(n, seed, self.model.config.latent_dim):
             with torch.no_grad(), threads_for(len(eps), self.device):
                 z = self.model.prior_sample(torch.from_numpy(eps).to(self.device), temperature,
-                                            WORD_TOP_P if d.top_p is None else d.top_p)
+                                            self.prior_top_p if d.top_p is None else d.top_p)
             yield self.codes(z, spell)
 
     def _decode_blocks(self, group: list, d: Decoding) -> Iterator[list[str]]:
