@@ -154,3 +154,22 @@ def test_classifier_learns_a_separable_rule():
     clf = NgramClassifier.fit(texts[:250], labels[:250])
     assert clf.accuracy(texts[250:], labels[250:]) == 1.0
     assert clf.predict(["xyzxyz", "uvwuvw"]) == ["a", "b"]
+
+
+def test_items_drawn_again_keep_their_rows_label(trained):
+    """`generate` with a label per item draws a training item again under that item's label."""
+    import dataclasses
+
+    from textvae.data.words import WordSet
+    m = textvae.load(trained / "runs" / "pairs")
+    labels = ["low", "high"] * 60
+    drawn = m.generate(120, label=labels, seed=1, new=False)
+    listed = set(drawn[::3])                       # as if these were training items
+    m.run = dataclasses.replace(m.run, items=WordSet.of(sorted(listed), whole=True).to_dict())
+    m._items = None
+    new = m.generate(120, label=labels, seed=1)
+    changed = [i for i in range(120) if new[i] != drawn[i]]
+    assert len(changed) >= len(listed) // 2 and not listed & set(new)
+    for label, letters in (("low", "abcdefghijklm"), ("high", "nopqrstuvwxyz")):
+        texts = [new[i] for i in changed if labels[i] == label]
+        assert texts and sum(c in letters for t in texts for c in t) / sum(map(len, texts)) > 0.9

@@ -233,8 +233,10 @@ class Decoder:
             yield from first
             return
 
+        every = label if label is None or isinstance(label, str) else list(label)
+
         def draw(rows: list[int], again: int) -> list[str]:
-            labels = label if label is None or isinstance(label, str) else [list(label)[i] for i in rows]
+            labels = every if every is None or isinstance(every, str) else [every[i] for i in rows]
             return [t for block in self._draw(len(rows), d, again, near, radius, labels) for t in block]
         yield from new_items(first, draw, seed, known)
 
