@@ -58,3 +58,12 @@ def test_a_character_prior_draws_from_its_own_nucleus_unless_told(piece_run):
     m = textvae.load(piece_run)
     assert m.generate(60, seed=1, new=False) == m.generate(60, seed=1, new=False, top_p=PIECE_TOP_P)
     assert m.generate(60, seed=1, new=False) != m.generate(60, seed=1, new=False, top_p=1.0)
+
+
+def test_samples_near_a_text_keep_training_items(piece_run, tiny_corpus):
+    """`--near` explores around a text: its neighbours as the model draws them, training items included."""
+    m = textvae.load(piece_run)
+    word = next(w for w in sorted(training_words(tiny_corpus)) if m.items.contains([w])[0])     # a training word
+    near = m.generate(40, seed=2, near=word)
+    assert near == m.generate(40, seed=2, near=word, new=False)
+    assert sum(m.items.contains(near)) > 0

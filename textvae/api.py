@@ -205,8 +205,9 @@ class Model:
                  radius: float = 1.0, label=None, near_label=None, new: bool = True, **options) -> list[str]:
         """`n` new items: codes drawn from the prior N(0, I) (or around `near`'s posterior), then decoded
         (by sampling unless `decoding` says otherwise); a conditional model decodes them under `label`
-        (one name, or one per item). With `new` (and a checkpoint that carries its training items), an item of
-        the training text is drawn again, up to `sample.REDRAWS` times. The same as joining what `iter_generate`
+        (one name, or one per item). From the prior, with `new` (and a checkpoint that carries its training items),
+        an item of the training text is drawn again, up to `sample.REDRAWS` times; `near` gives the text's
+        neighbours as drawn, training items included. The same as joining what `iter_generate`
         yields."""
         return [text for block in self.iter_generate(n, decoding, seed, near, radius, label, near_label, new,
                                                      **options)
@@ -220,13 +221,12 @@ class Model:
         every n >= k, and from the prior on a CPU the same items as `textvae generate` gives without torch."""
         d = Decoding.given(decoding, "sample", **options)
         base = seed if seed is not None else new_seed()
-        known = self.items if new else None
         if near is None:
-            yield from self.decoder.generate(n, d, base, label=label, known=known)
+            yield from self.decoder.generate(n, d, base, label=label, known=self.items if new else None)
             return
         d = self.decoder.length_for(d, [near])
         mu, logvar = (torch.as_tensor(x) for x in self.encode([near], return_logvar=True, labels=near_label or label))
-        yield from self.decoder.generate(n, d, base, (mu, logvar), radius, label, known)
+        yield from self.decoder.generate(n, d, base, (mu, logvar), radius, label)      # a text's neighbours, as drawn
 
     # the inside of a path between two sentences: words drawn from the word prior given the path's global code, at
     # this temperature (measured on review snippets: 0 writes the same few generic phrases, loops included; 1 the

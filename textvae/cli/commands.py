@@ -211,8 +211,8 @@ def _echo(text: str) -> None:
 @opt.decoding_options
 @opt.LABEL_OPTION
 def generate(model_path, num, near, radius, stats, copies, label, **opts):
-    """Sample new items: codes from the prior (or near a text), decoded one per line; an item of the training
-    text is drawn again (--copies keeps it)."""
+    """Sample new items: codes from the prior (or near a text), decoded one per line; a draw from the prior that
+    is an item of the training text is drawn again (--copies keeps it)."""
     if near is None and label is None and not stats:
         model_path = str(_model_path(model_path))
         if _generate_without_torch(model_path, num, dict(opts), not copies):

@@ -276,8 +276,8 @@ GENERATE_OPTIONS = [
     click.option("--radius", type=Number(0), default=1.0, show_default=True,
                  help="With --near: how many posterior standard deviations to wander."),
     click.option("--stats", is_flag=True, help="Also report (on stderr) how many samples are new, copied or repeated."),
-    click.option("--copies", is_flag=True, help="Keep draws that are training items (by default they are drawn "
-                 "again, up to 10 times)."),
+    click.option("--copies", is_flag=True, help="Keep draws from the prior that are training items (by default "
+                 "they are drawn again, up to 10 times; --near keeps them)."),
 ]
 
 
