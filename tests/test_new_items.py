@@ -24,6 +24,7 @@ def training_words(corpus) -> set[str]:
     return {w for w in corpus.read_text().split() if w}
 
 
+@pytest.mark.slow        # a word model trained for 60 steps (the quick tier has the next test)
 def test_generate_draws_training_items_again_unless_told_to_keep_them(piece_run, tiny_corpus):
     m = textvae.load(piece_run)
     drawn = m.generate(200, seed=4, new=False)
@@ -53,6 +54,7 @@ def test_items_the_checkpoint_lists_as_training_items_never_come_back(trained_ru
     assert m.generate(300, seed=2, new=False) == drawn
 
 
+@pytest.mark.slow
 def test_a_character_prior_draws_from_its_own_nucleus_unless_told(piece_run):
     from textvae.settings import PIECE_TOP_P
     m = textvae.load(piece_run)
@@ -60,6 +62,7 @@ def test_a_character_prior_draws_from_its_own_nucleus_unless_told(piece_run):
     assert m.generate(60, seed=1, new=False) != m.generate(60, seed=1, new=False, top_p=1.0)
 
 
+@pytest.mark.slow
 def test_samples_near_a_text_keep_training_items(piece_run, tiny_corpus):
     """`--near` explores around a text: its neighbours as the model draws them, training items included."""
     m = textvae.load(piece_run)
