@@ -166,7 +166,6 @@ def test_items_drawn_again_keep_their_rows_label(trained):
     drawn = m.generate(120, label=labels, seed=1, new=False)
     listed = set(drawn[::3])                       # as if these were training items
     m.run = dataclasses.replace(m.run, items=WordSet.of(sorted(listed), whole=True).to_dict())
-    m._items = None
     new = m.generate(120, label=labels, seed=1)
     changed = [i for i in range(120) if new[i] != drawn[i]]
     assert len(changed) >= len(listed) // 2 and not listed & set(new)

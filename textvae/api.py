@@ -96,23 +96,24 @@ class Model:
 
     @property
     def words(self):
-        """The training text's words (a metrics.WordSet), when the checkpoint carries them."""
-        if self.run.words is None:
-            return None
-        if getattr(self, "_words", None) is None:
-            from .data.words import WordSet
-            self._words = WordSet.from_dict(self.run.words)
-        return self._words
+        """The training text's words (a `WordSet`), when the checkpoint carries them."""
+        return self._word_set("words")
 
     @property
     def items(self):
         """The training items (a `WordSet` of whole items), when the checkpoint carries them."""
-        if self.run.items is None:
+        return self._word_set("items")
+
+    def _word_set(self, name: str):
+        """The `WordSet` kept in the run's field `name`, read once (again if the field changes), or None."""
+        kept = getattr(self.run, name)
+        if kept is None:
             return None
-        if getattr(self, "_items", None) is None:
+        cache = self.__dict__.setdefault("_word_sets", {})
+        if name not in cache or cache[name][0] is not kept:
             from .data.words import WordSet
-            self._items = WordSet.from_dict(self.run.items)
-        return self._items
+            cache[name] = (kept, WordSet.from_dict(kept))
+        return cache[name][1]
 
     @property
     def max_len(self) -> int:
