@@ -47,13 +47,15 @@ def new_items(first: Iterator[list[str]], draw: Callable[[list[int], int], list[
     start = 0
     for b, block in enumerate(first):
         block = list(block)
+        again = np.flatnonzero(known.contains(block)).tolist()
         for r in range(1, REDRAWS + 1):
-            again = np.flatnonzero(known.contains(block)).tolist()
             if not again:
                 break
             seq = np.random.SeedSequence([seed % 2**63, b, r]).generate_state(1, np.uint64)[0]
-            for i, text in zip(again, draw([start + i for i in again], int(seq) % (2**63 - 1))):
+            fresh = draw([start + i for i in again], int(seq) % (2**63 - 1))
+            for i, text in zip(again, fresh):
                 block[i] = text
+            again = [i for i, hit in zip(again, known.contains(fresh)) if hit]     # only the redrawn can be known
         yield block
         start += len(block)
 
